@@ -1,0 +1,42 @@
+# mtkd: every target installs what it needs into .venv first (re-installed when pyproject.toml changes).
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+PARAMS    ?= params/embedded.yaml
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: study test lab bench bench-quick clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name mtkd --display-name "mtkd (.venv)" >/dev/null
+	@touch $(STAMP)
+
+## make study: the embedded default study, end to end, offline, on CPU
+study: $(STAMP)
+	$(BIN)/mtkd run $(PARAMS)
+
+## make test: the whole test suite (installs the browser for the UI tests when missing)
+test: $(STAMP)
+	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## make lab: JupyterLab on the project's kernel and notebooks
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+## make bench / bench-quick: speed side by side with the peers (see benchmarks/README.md)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --full
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quick
+
+clean-venv:
+	rm -rf $(VENV)

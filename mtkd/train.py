@@ -1,0 +1,316 @@
+"""The one training loop, for teachers and students alike, and batched inference.
+
+Speed on a CPU comes from three things: tokenising once per task, batches of
+similar length with dynamic padding (short texts are the norm), and bf16
+autocast where the processor has it. Everything else reads top to bottom.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import io
+from .losses import kd_loss
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss or gradient)."""
+
+
+# ---------------------------------------------------------------- device, precision, threads
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if name == "fp32":
+        return None
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    if name == "fp16" and device.type == "cpu":
+        raise ValueError("precision: fp16 autocast is for GPUs; use bf16 or fp32 on a CPU")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def progress_enabled() -> bool:
+    """tqdm bars in terminals and notebooks, none under the batch runner (it logs one line per unit)."""
+    return os.environ.get("MTKD_BATCH") != "1"
+
+
+# ---------------------------------------------------------------- tokenised data and batches
+
+@dataclass
+class Encoded:
+    """Token ids of one split, one array per example (no padding)."""
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray] | None
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+def encode(tokenizer, frame, text_fields, max_length: int) -> Encoded:
+    texts = [frame[f].tolist() for f in text_fields]
+    out = tokenizer(*texts, truncation=True, max_length=max_length, padding=False)
+    ids = [np.asarray(x, dtype=np.int64) for x in out["input_ids"]]
+    tt = [np.asarray(x, dtype=np.int64) for x in out["token_type_ids"]] if "token_type_ids" in out else None
+    return Encoded(ids, tt, tokenizer.pad_token_id or 0)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, seed: int | None = None) -> list[np.ndarray]:
+    """Batches of similar length. With a seed (training): shuffle, sort within pools of 50 batches,
+    shuffle the batch order, so every epoch differs but padding stays small. Without: sorted (inference)."""
+    n = len(lengths)
+    if seed is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, n, pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(enc: Encoded, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    width = max(len(enc.input_ids[r]) for r in rows)
+    ids = np.full((len(rows), width), enc.pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, r in enumerate(rows):
+        ids[j, :len(enc.input_ids[r])] = enc.input_ids[r]
+        mask[j, :len(enc.input_ids[r])] = 1
+    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if enc.token_type_ids is not None:
+        tt = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            tt[j, :len(enc.token_type_ids[r])] = enc.token_type_ids[r]
+        batch["token_type_ids"] = torch.from_numpy(tt)
+    pin = device.type == "cuda"
+    return {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------- training
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    lr: float
+    batch_size: int
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    freeze_embeddings: bool = False
+
+    @classmethod
+    def from_params(cls, p: dict) -> "TrainConfig":
+        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+
+
+@dataclass
+class KDTarget:
+    """What a student learns from besides the gold labels.
+
+    ``logits`` (N, C) is a fixed target (one teacher, or a fuser applied once up front);
+    ``teacher_logits`` (N, K, C) with ``gate`` is learned fusion, recomputed every step.
+    """
+    temperature: float
+    alpha: float
+    logits: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+    gate: nn.Module | None = None
+
+
+def _cls_hidden(outputs) -> torch.Tensor:
+    return outputs.hidden_states[-1][:, 0]
+
+
+def _summarise(name: str, t: torch.Tensor) -> str:
+    t = t.detach().float()
+    finite = torch.isfinite(t)
+    shown = t[finite]
+    rng = f"min {shown.min().item():.3g}, max {shown.max().item():.3g}" if shown.numel() else "no finite values"
+    return f"{name}: {int((~finite).sum())} non-finite of {t.numel()} ({rng})"
+
+
+def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, seed: int, *,
+        device: torch.device, dtype: torch.dtype | None, target: KDTarget | None = None,
+        checkpoint_dir: Path | None = None, desc: str = "training") -> dict:
+    """Train ``model`` in place with AdamW, linear warm-up and decay, clipping and KD when ``target`` is set.
+
+    With ``checkpoint_dir`` the state is saved at every epoch boundary and a killed run resumes
+    from the last one with the same result as an uninterrupted run.
+    """
+    from tqdm.auto import tqdm
+    seed_everything(seed)
+    model.to(device).train()
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    gate = target.gate.to(device).train() if target is not None and target.gate is not None else None
+    params = [p for p in model.parameters() if p.requires_grad] + (list(gate.parameters()) if gate else [])
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(enc) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(total * cfg.warmup_ratio)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    y_all = torch.tensor(np.asarray(labels), dtype=torch.long)
+    lengths = enc.lengths
+
+    start_epoch = 0
+    ckpt = checkpoint_dir / "last_epoch.pt" if checkpoint_dir else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        if gate is not None:
+            gate.load_state_dict(state["gate"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"]) + 1
+
+    history = []
+    t0 = time.time()
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        batches = length_batches(lengths, cfg.batch_size, seed=seed * 1000 + epoch)
+        total_loss = torch.zeros((), device=device)
+        bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress_enabled())
+        for b, rows in enumerate(bar):
+            batch = collate(enc, rows, device)
+            y = y_all[rows].to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = model(**batch, output_hidden_states=gate is not None)
+            logits = out.logits.float()
+            if target is None:
+                loss = kd_loss(logits, None, y)
+            elif gate is not None:
+                z = target.teacher_logits[rows].to(device)
+                fused, _ = gate(_cls_hidden(out).float().detach(), z)
+                loss = kd_loss(logits, fused, y, temperature=target.temperature, alpha=target.alpha)
+            else:
+                loss = kd_loss(logits, target.logits[rows].to(device), y,
+                               temperature=target.temperature, alpha=target.alpha)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{desc}: the loss became non-finite at epoch {epoch + 1}, step {step}, "
+                                    f"batch {b} (examples {rows[:8].tolist()}...); {_summarise('logits', logits)}. "
+                                    "Lower the learning rate or use precision: fp32.")
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if not torch.isfinite(norm):
+                bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+                raise TrainingError(f"{desc}: non-finite gradient at epoch {epoch + 1}, step {step}, batch {b} "
+                                    f"in {len(bad)} tensors (first: {bad[:3]}); loss {loss.item():.4g}. "
+                                    "Lower the learning rate or use precision: fp32.")
+            optim.step()
+            sched.step()
+            total_loss += loss.detach()
+            step += 1
+        history.append({"epoch": epoch + 1, "loss": float(total_loss) / max(1, len(batches)),
+                        "seconds": round(time.time() - t0, 2)})
+        if ckpt is not None and epoch + 1 < cfg.epochs:
+            state = {"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+                     "rng": torch.get_rng_state(), "epoch": epoch}
+            if gate is not None:
+                state["gate"] = gate.state_dict()
+            with io.atomic_path(ckpt) as tmp:
+                torch.save(state, tmp)
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+    model.eval()
+    if gate is not None:
+        gate.eval()
+    return {"history": history, "seconds": round(time.time() - t0, 2), "steps": step}
+
+
+# ---------------------------------------------------------------- inference
+
+@torch.inference_mode()
+def predict(model: nn.Module, enc: Encoded, *, device: torch.device, dtype: torch.dtype | None,
+            batch_size: int = 128, with_cls: bool = False, desc: str = "inference"):
+    """Logits (N, C) float32 in the split's row order (and the [CLS] states when asked)."""
+    from tqdm.auto import tqdm
+    model.to(device).eval()
+    n = len(enc)
+    logits = cls = None
+    for rows in tqdm(length_batches(enc.lengths, batch_size), desc=desc, leave=False,
+                     disable=not progress_enabled()):
+        batch = collate(enc, rows, device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(**batch, output_hidden_states=with_cls)
+        z = out.logits.float().cpu().numpy()
+        if logits is None:
+            logits = np.zeros((n, z.shape[1]), dtype=np.float32)
+        logits[rows] = z
+        if with_cls:
+            h = _cls_hidden(out).float().cpu().numpy()
+            if cls is None:
+                cls = np.zeros((n, h.shape[1]), dtype=np.float32)
+            cls[rows] = h
+    return (logits, cls) if with_cls else logits
+
+
+@torch.inference_mode()
+def embed(encoder: nn.Module, enc: Encoded, *, device: torch.device, dtype: torch.dtype | None,
+          batch_size: int = 64, desc: str = "embedding") -> np.ndarray:
+    """Mean-pooled, L2-normalised sentence embeddings from a frozen encoder (sentence-transformers style)."""
+    from tqdm.auto import tqdm
+    encoder.to(device).eval()
+    out_arr = None
+    for rows in tqdm(length_batches(enc.lengths, batch_size), desc=desc, leave=False,
+                     disable=not progress_enabled()):
+        batch = collate(enc, rows, device)
+        batch.pop("token_type_ids", None)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            hidden = encoder(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        if out_arr is None:
+            out_arr = np.zeros((len(enc), pooled.shape[1]), dtype=np.float32)
+        out_arr[rows] = pooled
+    return out_arr
