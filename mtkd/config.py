@@ -83,9 +83,9 @@ SCHEMA: dict = {
     "threads": Field("int", 0, "torch threads (0 = all cores)", min=0, max=512),
     "data": {
         "tasks": Field("list[str]", help="task registry names (see `mtkd data --list`)", nonempty=True),
-        "train_size": Field("int", 0, "training examples per task, stratified subsample (0 = all)", min=0),
-        "selection_size": Field("int", 0, "selection examples: every choice is made here (0 = all)", min=0),
-        "test_size": Field("int", 0, "reporting examples, never used for a choice (0 = all)", min=0),
+        "train_size": Field("int", 0, "training examples per task, stratified subsample (0 = all that remain)", min=0),
+        "selection_size": Field("int", 0, "selection examples: every choice is made here (0 = 10 %; GLUE: 2,000 from train)", min=0),
+        "test_size": Field("int", 0, "reporting examples, never used for a choice (0 = 20 %; GLUE: all of validation)", min=0),
         "split_seed": Field("int", 0, "seed of the deterministic splits and subsamples", min=0),
         "max_length": Field("int", 64, "max tokens per example", min=8, max=4096),
         "glue_dir": Field("str", "", "local folder in the hub's GLUE parquet layout (<dir>/<task>/<split>-00000-of-00001.parquet); "

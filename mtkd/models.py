@@ -54,14 +54,21 @@ def resolve(name: str) -> ModelSpec:
     raise ValueError(f"model {name!r}: not a registry name ({', '.join(MODELS)}), a local folder or a hub id")
 
 
-def check_available(spec: ModelSpec) -> None:
-    """Fail early when a model cannot be had here (a hub id while the hub is off)."""
+def check_available(spec: ModelSpec, strict: bool = True) -> str | None:
+    """Fail early when a model cannot be had here (a hub id while the hub is off).
+
+    With ``strict=False`` (a dry run planning for another machine) the problem is returned as a note.
+    """
     if spec.kind == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache
-        if try_to_load_from_cache(spec.source, "config.json") is None:
-            raise ValueError(f"model {spec.name!r} comes from the hub, which is off (HF_HUB_OFFLINE=1) and it is "
-                             "not in the local hub cache; use a registry name (see `mtkd models`), a local folder, "
-                             "or run where the hub is reachable")
+        if not isinstance(try_to_load_from_cache(spec.source, "config.json"), str):
+            msg = (f"model {spec.name!r} comes from the hub, which is off here (HF_HUB_OFFLINE=1), and it is not "
+                   "in the local hub cache; use a registry name (see `mtkd models`) or a local folder, or run "
+                   "where the hub is reachable")
+            if strict:
+                raise ValueError(msg)
+            return f"note: {spec.name} will be downloaded from the hub at run time (not in the local cache)"
+    return None
 
 
 def model_path(spec: ModelSpec) -> str:

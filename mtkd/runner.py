@@ -35,7 +35,7 @@ def resolve_out(params: config.Params, out: str | None) -> Path:
     return Path(out) if out else ROOT / "outputs" / params.run_name
 
 
-def preflight(run: Run) -> list[str]:
+def preflight(run: Run, strict: bool = True) -> list[str]:
     """Everything that can be checked before the first long step; returns notes for the dry run."""
     from . import models
     from .data import load_task
@@ -53,8 +53,8 @@ def preflight(run: Run) -> list[str]:
             raise ValueError("student.model: tfidf cannot be a student (it has no logits to distil into)")
         if spec.get("mode") == "probe" and m.kind == "tiny":
             raise ValueError(f"{who}.mode: probe needs a pretrained encoder, not {m.name}")
-        models.check_available(m)
-        notes.append(f"{who}: {m.name} ({m.kind})")
+        note = models.check_available(m, strict=strict)
+        notes.append(f"{who}: {m.name} ({m.kind})" + (f"; {note}" if note else ""))
     run.dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(run.dir).free
     if free < MIN_FREE_BYTES:
@@ -85,8 +85,8 @@ def execute_notebook(name: str, run: Run) -> Path:
     try:
         papermill.execute_notebook(str(src), str(out), parameters={"run_dir": str(run.dir),
                                                                    "params_file": str(run.dir / "params.yaml")},
-                                   cwd=str(NOTEBOOK_DIR), log_output=True, progress_bar=False,
-                                   kernel_name="python3", stdout_file=sys.stderr, stderr_file=sys.stderr)
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3",
+                                   stdout_file=sys.stderr, stderr_file=sys.stderr)
     except PapermillExecutionError as e:
         raise RunError(f"{name}.ipynb failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partly "
                        f"executed notebook is kept at {out}") from e
@@ -122,7 +122,7 @@ def run_study(params_path: str, overrides: list[str] | None = None, out: str | N
             raise ValueError(f"--force {stage!r}: not a stage; stages: {', '.join((*STAGES, 'reports'))}")
     for name in NOTEBOOKS:
         _check_notebook(NOTEBOOK_DIR / f"{name}.ipynb")
-    notes = preflight(run)
+    notes = preflight(run, strict=not dry_run)
     if dry_run:
         from .estimate import describe_plan
         for line in notes + describe_plan(run):
