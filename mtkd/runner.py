@@ -86,7 +86,7 @@ def execute_notebook(name: str, run: Run) -> Path:
         papermill.execute_notebook(str(src), str(out), parameters={"run_dir": str(run.dir),
                                                                    "params_file": str(run.dir / "params.yaml")},
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3",
-                                   stdout_file=sys.stderr, stderr_file=sys.stderr)
+                                   stderr_file=sys.stderr)
     except PapermillExecutionError as e:
         raise RunError(f"{name}.ipynb failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partly "
                        f"executed notebook is kept at {out}") from e
