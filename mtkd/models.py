@@ -82,15 +82,17 @@ def model_path(spec: ModelSpec) -> str:
 def build_tiny_tokenizer(texts: list[str], vocab_size: int = 2000):
     """A WordPiece vocabulary trained on the given texts: tiny models need no download."""
     from tokenizers import BertWordPieceTokenizer
-    from transformers import BertTokenizerFast
+    from transformers import PreTrainedTokenizerFast
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(sorted(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    from tokenizers.processors import TemplateProcessing
     vocab = wp.get_vocab()
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vocab.txt"
-        path.write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n")
-        return BertTokenizerFast(vocab_file=str(path), do_lower_case=True)
+    wp._tokenizer.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
 def load_tokenizer(spec: ModelSpec, train_texts: list[str] | None = None):

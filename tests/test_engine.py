@@ -1,0 +1,124 @@
+"""The training engine learns for real, distils for real, and is deterministic."""
+import numpy as np
+import pandas as pd
+import torch
+
+from mtkd import models
+from mtkd.fusion import GatingFusion
+from mtkd.train import KDTarget, TrainConfig, encode, fit, length_batches, predict
+
+CPU = torch.device("cpu")
+WORDS = {0: ["awful", "bad", "boring", "dull"], 1: ["great", "good", "lovely", "fun"]}
+
+
+def toy_frame(n: int, seed: int) -> pd.DataFrame:
+    """Trivially separable: the label decides which words appear, filler words carry no signal."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    filler = ["the", "movie", "was", "quite", "a", "plot", "and", "it"]
+    texts = [" ".join(rng.choice(filler, 4).tolist() + rng.choice(WORDS[y], 2).tolist()) for y in labels]
+    return pd.DataFrame({"idx": np.arange(n), "text": texts, "label": labels})
+
+
+def tiny(frame: pd.DataFrame, seed: int = 0, layers: int = 2):
+    spec = models.resolve("tiny-bert")
+    tok = models.load_tokenizer(spec, train_texts=frame["text"].tolist())
+    return tok, models.load_classifier(spec, ["neg", "pos"], layers=layers, seed=seed, vocab_size=len(tok))
+
+
+def train_teacher(train: pd.DataFrame, seed: int = 0):
+    tok, model = tiny(train, seed)
+    enc = encode(tok, train, ["text"], 16)
+    fit(model, enc, train["label"].to_numpy(), TrainConfig(epochs=4, lr=1e-3, batch_size=32), seed,
+        device=CPU, dtype=None)
+    return tok, model
+
+
+def test_fine_tuning_learns_a_separable_task():
+    train, test = toy_frame(600, 0), toy_frame(200, 1)
+    tok, model = train_teacher(train)
+    z = predict(model, encode(tok, test, ["text"], 16), device=CPU, dtype=None)
+    assert (z.argmax(1) == test["label"].to_numpy()).mean() > 0.95
+
+
+def test_student_distilled_from_a_fixed_teacher_agrees_with_it():
+    train, test = toy_frame(600, 0), toy_frame(300, 2)
+    tok, teacher = train_teacher(train)
+    z_train = predict(teacher, encode(tok, train, ["text"], 16), device=CPU, dtype=None)
+    z_test = predict(teacher, encode(tok, test, ["text"], 16), device=CPU, dtype=None)
+    # the student never sees the gold labels (alpha=1): whatever it learns comes from the teacher
+    stok, student = tiny(train, seed=1, layers=1)
+    target = KDTarget(temperature=2.0, alpha=1.0, logits=torch.from_numpy(z_train))
+    fit(student, encode(stok, train, ["text"], 16), train["label"].to_numpy(),
+        TrainConfig(epochs=4, lr=1e-3, batch_size=32), 1, device=CPU, dtype=None, target=target)
+    s_test = predict(student, encode(stok, test, ["text"], 16), device=CPU, dtype=None)
+    assert (s_test.argmax(1) == z_test.argmax(1)).mean() > 0.90
+
+
+def test_gating_student_trains_its_gate():
+    train = toy_frame(200, 0)
+    tok, student = tiny(train, seed=0, layers=1)
+    z = torch.randn(len(train), 3, 2)
+    gate = GatingFusion(student.config.hidden_size, 3, hidden=8)
+    before = [p.detach().clone() for p in gate.parameters()]
+    fit(student, encode(tok, train, ["text"], 16), train["label"].to_numpy(),
+        TrainConfig(epochs=1, lr=1e-2, batch_size=32), 0, device=CPU, dtype=None,
+        target=KDTarget(temperature=4.0, alpha=0.7, teacher_logits=z, gate=gate))
+    assert any(not torch.equal(a, b) for a, b in zip(before, gate.parameters()))
+
+
+def test_same_seed_same_predictions():
+    train, test = toy_frame(300, 0), toy_frame(100, 3)
+
+    def once():
+        tok, model = tiny(train, seed=5)
+        fit(model, encode(tok, train, ["text"], 16), train["label"].to_numpy(),
+            TrainConfig(epochs=2, lr=1e-3, batch_size=16), 5, device=CPU, dtype=None)
+        return predict(model, encode(tok, test, ["text"], 16), device=CPU, dtype=None)
+
+    assert np.array_equal(once(), once())
+
+
+def test_length_batches_cover_every_example_once_and_group_lengths():
+    lengths = np.random.default_rng(0).integers(3, 60, 1000)
+    for seed in (None, 1):
+        batches = length_batches(lengths, 32, seed=seed)
+        rows = np.concatenate(batches)
+        assert sorted(rows.tolist()) == list(range(1000))
+    sorted_batches = length_batches(lengths, 32)
+    pad = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in sorted_batches)
+    assert pad < 0.05 * lengths.sum()          # sorted batches waste (almost) no padding
+    assert length_batches(lengths, 32, seed=1)[0].tolist() != length_batches(lengths, 32, seed=2)[0].tolist()
+
+
+def test_epoch_checkpoint_resume_is_identical(tmp_path, monkeypatch):
+    """A run that dies during epoch 2 and is resumed from its checkpoint ends exactly like an uninterrupted one."""
+    import mtkd.train as train_mod
+    train, test = toy_frame(200, 0), toy_frame(80, 4)
+    cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=16)
+    tok, model = tiny(train, seed=3)
+    enc, y = encode(tok, train, ["text"], 16), train["label"].to_numpy()
+    fit(model, enc, y, cfg, 3, device=CPU, dtype=None)
+    reference = predict(model, encode(tok, test, ["text"], 16), device=CPU, dtype=None)
+
+    real = train_mod.length_batches
+    calls = []
+
+    def dies_in_epoch_two(lengths, batch_size, seed=None):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(lengths, batch_size, seed)
+
+    monkeypatch.setattr(train_mod, "length_batches", dies_in_epoch_two)
+    _, first = tiny(train, seed=3)
+    try:
+        fit(first, enc, y, cfg, 3, device=CPU, dtype=None, checkpoint_dir=tmp_path)
+    except RuntimeError as e:
+        assert "killed" in str(e)
+    assert (tmp_path / "last_epoch.pt").exists()
+    monkeypatch.setattr(train_mod, "length_batches", real)
+    _, resumed = tiny(train, seed=99)          # a different init: everything must come from the checkpoint
+    fit(resumed, enc, y, cfg, 3, device=CPU, dtype=None, checkpoint_dir=tmp_path)
+    assert not (tmp_path / "last_epoch.pt").exists()
+    assert np.array_equal(predict(resumed, encode(tok, test, ["text"], 16), device=CPU, dtype=None), reference)
