@@ -76,10 +76,10 @@ def _logistic(C: float, seed: int):
 
 
 def _save_linear(unit_dir: Path, clf, extra: dict | None = None) -> None:
-    coef = clf.coef_.astype(np.float32)
-    intercept = clf.intercept_.astype(np.float32)
-    save_file({"coef": coef, "intercept": intercept, "classes": clf.classes_.astype(np.int64),
-               **(extra or {})}, str(unit_dir / "head.safetensors"))
+    # safetensors writes the raw buffer: sklearn's multiclass coef_ is Fortran-ordered, so make it C-ordered
+    tensors = {"coef": clf.coef_.astype(np.float32), "intercept": clf.intercept_.astype(np.float32),
+               "classes": clf.classes_.astype(np.int64), **(extra or {})}
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(unit_dir / "head.safetensors"))
 
 
 def _linear_log_probs(unit_dir: Path, X, num_labels: int) -> np.ndarray:

@@ -122,3 +122,23 @@ def test_epoch_checkpoint_resume_is_identical(tmp_path, monkeypatch):
     fit(resumed, enc, y, cfg, 3, device=CPU, dtype=None, checkpoint_dir=tmp_path)
     assert not (tmp_path / "last_epoch.pt").exists()
     assert np.array_equal(predict(resumed, encode(tok, test, ["text"], 16), device=CPU, dtype=None), reference)
+
+
+def test_linear_teachers_reload_exactly_for_many_classes(tmp_path):
+    """TF-IDF teachers are saved (safetensors + vocabulary) and reloaded to the same probabilities as sklearn's."""
+    from mtkd.data import Task
+    from mtkd.teachers import Context, fit_teacher, teacher_logits
+    rng = np.random.default_rng(0)
+    words = {c: [f"w{c}a", f"w{c}b", f"w{c}c"] for c in range(4)}
+    labels = rng.integers(0, 4, 240)
+    texts = [" ".join(rng.choice(words[y], 3).tolist() + ["the", "a"]) for y in labels]
+    frame = pd.DataFrame({"idx": np.arange(240), "label": labels, "text": texts})
+    task = Task("toy4", ("text",), ("a", "b", "c", "d"), ("accuracy",),
+                {"train": frame[:160], "selection": frame[160:200], "test": frame[200:]}, "toy", "none")
+    spec = {"model": "tfidf", "mode": "tfidf", "C": 10.0}
+    ctx = Context(device=CPU, dtype=None, max_length=16, seed=0)
+    fit_teacher(task, "tfidf", spec, ctx, tmp_path)
+    z = teacher_logits(task, spec, ctx, tmp_path, task.splits["test"])
+    assert z.shape == (40, 4)
+    assert (z.argmax(1) == task.splits["test"]["label"].to_numpy()).mean() > 0.9
+    assert np.allclose(np.exp(z).sum(1), 1, atol=1e-4)        # log-probabilities of the logistic head
