@@ -9,15 +9,26 @@ import argparse
 import os
 import sys
 
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+# Errors a user can fix: bad params or data (ValueError, incl. ParamsError), files, folders, disk (OSError),
+# and the errors mtkd raises on purpose (RunError, AssetError, TrainingError, ...: any exception class
+# defined in an mtkd module). Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def is_user_error(e: BaseException) -> bool:
+    return isinstance(e, USER_ERRORS) or type(e).__module__.split(".")[0] == "mtkd"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtkd", description="Multi-teacher vs single-teacher knowledge distillation.")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    # --debug is also accepted after the command (`mtkd run X --debug`); SUPPRESS keeps the top-level value
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run a study profile end to end (papermill + HTML reports)")
+    r = sub.add_parser("run", parents=[debug], help="run a study profile end to end (papermill + HTML reports)")
     r.add_argument("params", help="a YAML profile, e.g. params/embedded.yaml")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (dotted key, YAML value), e.g. --set student.epochs=1")
@@ -30,13 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="validate params, data, models and disk, print the plan and estimates, train nothing")
 
-    d = sub.add_parser("data", help="describe the tasks of a profile: sizes, labels, lengths, sources")
+    d = sub.add_parser("data", parents=[debug], help="describe the tasks of a profile: sizes, labels, lengths, sources")
     d.add_argument("params", nargs="?", help="a YAML profile")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     d.add_argument("--list", action="store_true", help="list the task registry")
 
-    sub.add_parser("models", help="list the model registry")
-    sub.add_parser("params", help="every parameter with its type, default and meaning")
+    sub.add_parser("models", parents=[debug], help="list the model registry")
+    sub.add_parser("params", parents=[debug], help="every parameter with its type, default and meaning")
     return p
 
 
@@ -83,10 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtkd: interrupted; finished units are kept, run the same command again to resume", file=sys.stderr)
         return 130
-    except USER_ERRORS as e:
-        if args.debug:
+    except Exception as e:
+        if args.debug or not is_user_error(e):
+            if not args.debug:
+                print(f"mtkd: internal error ({type(e).__name__}); this is a bug, please report it with the "
+                      "traceback below", file=sys.stderr)
             raise
         print(f"mtkd: error: {e}", file=sys.stderr)
+        print("mtkd: (run with --debug to see the traceback)", file=sys.stderr)
         return 2
 
 

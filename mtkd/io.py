@@ -1,13 +1,17 @@
-"""Atomic file writes, completion markers and the run-folder lock.
+"""Atomic file writes and completion markers.
 
 Every output is written to a temporary name in the same folder and renamed into
 place, so a reader never sees a half-written file; a unit of work is finished
-only when its ``.done`` marker exists.
+only when its ``.done`` marker exists, a stage of a run only when
+``<run>/stages/<stage>.done`` exists, and the whole run only when ``<run>/.complete``
+exists. A temporary file left by a killed process (``.<name>.<random>.tmp``) is
+never read: the runner removes them when it next takes the run folder's lock.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,12 +89,72 @@ def mark_done(unit_dir: str | Path, info: dict | None = None) -> None:
     write_json(Path(unit_dir) / ".done", info or {})
 
 
+def prepare_unit(unit_dir: str | Path, keep: tuple[str, ...] = ("last_epoch.pt",)) -> Path:
+    """Make ``unit_dir`` ready for (re)computing an unfinished unit.
+
+    A unit folder without ``.done`` may hold the partial files of a killed attempt (a model
+    saved halfway, temporaries): they are removed, except the files named in ``keep`` (the
+    epoch checkpoint, itself written atomically, from which training resumes).
+    """
+    unit_dir = Path(unit_dir)
+    if is_done(unit_dir):
+        raise ValueError(f"{unit_dir}: the unit is finished; refusing to clear it")
+    if unit_dir.is_dir():
+        for entry in unit_dir.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    return unit_dir
+
+
+def remove_stale_temps(root: str | Path) -> int:
+    """Delete the temporaries (``.<name>.*.tmp``) a killed writer left under ``root``; returns how many.
+
+    Only safe while nobody writes under ``root``: the runner calls it holding the run's lock.
+    """
+    n = 0
+    for path in Path(root).rglob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------- stage markers of a run folder
+
+def stage_marker(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / "stages" / f"{stage}.done"
+
+
+def stage_done(run_dir: str | Path, stage: str) -> bool:
+    return stage_marker(run_dir, stage).exists()
+
+
+def mark_stage(run_dir: str | Path, stage: str, info: dict | None = None) -> None:
+    write_json(stage_marker(run_dir, stage), info or {})
+
+
+def clear_stage(run_dir: str | Path, stage: str) -> None:
+    stage_marker(run_dir, stage).unlink(missing_ok=True)
+
+
+def run_status(run_dir: str | Path) -> dict:
+    """What a reader can trust in a run folder: the finished stages and whether the run is complete."""
+    run_dir = Path(run_dir)
+    stages = sorted(p.name[:-len(".done")] for p in (run_dir / "stages").glob("*.done"))
+    return {"complete": (run_dir / ".complete").exists(), "stages": stages}
+
+
 def cached_unit(unit_dir: str | Path, compute: Callable[[Path], dict | None]) -> bool:
     """Run ``compute(unit_dir)`` unless the unit is already finished. Returns True when it computed."""
     unit_dir = Path(unit_dir)
     if is_done(unit_dir):
         return False
-    unit_dir.mkdir(parents=True, exist_ok=True)
+    prepare_unit(unit_dir)
     info = compute(unit_dir)
     mark_done(unit_dir, info)
     return True

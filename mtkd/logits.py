@@ -29,7 +29,12 @@ def read_cached(stem: Path, expected: dict, idx: np.ndarray) -> tuple[np.ndarray
     meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not meta_path.exists() or not data_path.exists():
         raise FileNotFoundError(f"{stem}: no cached logits (the logits stage computes them)")
-    meta = io.read_json(meta_path)
+    try:
+        meta = io.read_json(meta_path)
+    except ValueError as e:
+        raise ValueError(f"{meta_path}: unreadable cache metadata ({e}); recompute with --force logits") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: cache metadata is not a mapping; recompute with --force logits")
     for key in ("task", "teacher", "split", "model", "label_names"):
         if meta.get(key) != expected[key]:
             raise ValueError(f"{stem}: cached logits are for {key}={meta.get(key)!r}, expected "
@@ -37,14 +42,21 @@ def read_cached(stem: Path, expected: dict, idx: np.ndarray) -> tuple[np.ndarray
     if meta.get("params_hash") != expected["params_hash"]:
         raise ValueError(f"{stem}: stale cache: made with params hash {meta.get('params_hash')}, the current "
                          f"params give {expected['params_hash']}; it will be recomputed (or --force logits)")
-    with np.load(data_path) as data:
-        logits, cached_idx = data["logits"], data["idx"]
+    try:
+        with np.load(data_path, allow_pickle=False) as data:
+            missing = [k for k in ("logits", "idx") if k not in data.files]
+            if missing:
+                raise ValueError(f"missing arrays {missing}")
+            logits, cached_idx = data["logits"], data["idx"]
+    except Exception as e:   # a truncated or foreign file: zipfile, pickle and OS errors alike
+        raise ValueError(f"{data_path}: corrupt logit cache ({type(e).__name__}: {e}); recompute it with "
+                         "--force logits") from None
     if list(logits.shape) != list(expected["shape"]) or list(meta.get("shape", [])) != list(logits.shape):
         raise ValueError(f"{stem}: cached logits have shape {tuple(logits.shape)}, expected "
                          f"{tuple(expected['shape'])}")
     if logits.dtype != np.float32:
         raise ValueError(f"{stem}: cached logits are {logits.dtype}, expected float32")
-    if len(cached_idx) != len(idx) or not np.array_equal(cached_idx, idx):
+    if cached_idx.ndim != 1 or len(cached_idx) != len(idx) or not np.array_equal(cached_idx, idx):
         raise ValueError(f"{stem}: cached logits are in another idx order than the split's examples; "
                          "recompute them with --force logits")
     if not np.isfinite(logits).all():

@@ -79,12 +79,34 @@ def model_path(spec: ModelSpec) -> str:
 
 # ---------------------------------------------------------------- tokenizers
 
+TINY_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def tiny_vocabulary(texts: list[str], vocab_size: int = 2000) -> list[str]:
+    """A WordPiece vocabulary from the texts, the same in every process.
+
+    Special tokens, every character (alone and as a ``##`` continuation), then whole words by
+    frequency (ties alphabetical) up to ``vocab_size``. The `tokenizers` WordPiece trainer is not
+    used: its choice among equally frequent merges changes from one process to the next, so a
+    re-run (or a resumed run) would train on other token ids.
+    """
+    from collections import Counter
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    norm, pre = BertNormalizer(lowercase=True), BertPreTokenizer()
+    counts = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+    alphabet = sorted({c for w in counts for c in w})
+    vocab = [*TINY_SPECIAL_TOKENS, *alphabet, *(f"##{c}" for c in alphabet)]
+    taken = set(vocab)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
+    return vocab + words[:max(0, vocab_size - len(vocab))]
+
+
 def build_tiny_tokenizer(texts: list[str], vocab_size: int = 2000):
-    """A WordPiece vocabulary trained on the given texts: tiny models need no download."""
+    """A WordPiece tokenizer over the given texts (`tiny_vocabulary`): tiny models need no download."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(sorted(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    wp = BertWordPieceTokenizer({t: i for i, t in enumerate(tiny_vocabulary(texts, vocab_size))}, lowercase=True)
     from tokenizers.processors import TemplateProcessing
     vocab = wp.get_vocab()
     wp._tokenizer.post_processor = TemplateProcessing(

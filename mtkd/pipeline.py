@@ -28,7 +28,7 @@ from .config import Params
 STAGES = ("teachers", "logits", "students", "sweep")
 SPLITS = ("train", "selection", "test")
 EVAL_SPLITS = ("selection", "test")
-CODE_VERSION = 1          # bump when a change alters results, so caches of older code are not reused
+CODE_VERSION = 2          # bump when a change alters results, so caches of older code are not reused
 
 
 def log(msg: str) -> None:
@@ -194,6 +194,9 @@ def _run_teacher(run: Run, unit: Unit) -> None:
     folder = run.unit_dir(unit)
     if io.is_done(folder):
         return
+    io.prepare_unit(folder)          # drop a killed attempt's partial files, keep its epoch checkpoint
+    if (folder / "last_epoch.pt").exists():
+        log(f"{unit.label}: resuming from its last epoch checkpoint")
     t0 = time.time()
     info = fit_teacher(run.task(unit.task), unit.name, run.params.teachers[unit.name], run.ctx, folder)
     io.mark_done(folder, info)
@@ -328,7 +331,9 @@ def _run_student(run: Run, unit: Unit) -> None:
     folder = run.unit_dir(unit)
     if io.is_done(folder):
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    io.prepare_unit(folder)          # drop a killed attempt's partial files, keep its epoch checkpoint
+    if (folder / "last_epoch.pt").exists():
+        log(f"{unit.label}: resuming from its last epoch checkpoint")
     t0 = time.time()
     task = run.task(unit.task)
     spec, vocab, enc = _student_data(run, unit.task)
@@ -374,6 +379,7 @@ def run_stage(run: Run, stage: str) -> dict:
     """Run every unit of a stage that is not finished yet; returns how many were computed and reused."""
     from tqdm.auto import tqdm
     from .train import progress_enabled
+    io.clear_stage(run.dir, stage)
     if stage in ("teachers", "logits", "students"):
         prepare_data(run)
     if stage in ("students", "sweep"):
@@ -386,7 +392,9 @@ def run_stage(run: Run, stage: str) -> dict:
         RUNNERS[stage](run, unit)
     if stage == "logits":
         write_fusion_info(run)
-    return {"stage": stage, "computed": len(todo), "reused": len(units) - len(todo)}
+    info = {"stage": stage, "computed": len(todo), "reused": len(units) - len(todo)}
+    io.mark_stage(run.dir, stage, {**info, "params_hash": config.params_hash(run.params)})
+    return info
 
 
 def force(run: Run, stage: str) -> None:
@@ -395,3 +403,4 @@ def force(run: Run, stage: str) -> None:
         raise ValueError(f"--force {stage!r}: not a stage; stages: {', '.join((*STAGES, 'reports'))}")
     target = {"logits": run.dir / "logits", "reports": run.dir / "reports"}.get(stage, run.dir / "cache" / stage)
     shutil.rmtree(target, ignore_errors=True)
+    io.clear_stage(run.dir, stage)

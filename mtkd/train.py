@@ -200,6 +200,7 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
     lengths = enc.lengths
 
     start_epoch = 0
+    history = []
     ckpt = checkpoint_dir / "last_epoch.pt" if checkpoint_dir else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
@@ -208,10 +209,12 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
         sched.load_state_dict(state["sched"])
         if gate is not None:
             gate.load_state_dict(state["gate"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())          # map_location moved it; the CPU RNG wants a CPU ByteTensor
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         start_epoch = int(state["epoch"]) + 1
+        history = list(state.get("history", []))
 
-    history = []
     t0 = time.time()
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
@@ -225,6 +228,10 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 out = model(**batch, output_hidden_states=gate is not None)
             logits = out.logits.float()
+            if not torch.isfinite(logits).all():      # before kd_loss, which would only say "non-finite input"
+                raise TrainingError(f"{desc}: the model's logits became non-finite at epoch {epoch + 1}, step {step}, "
+                                    f"batch {b} (examples {rows[:8].tolist()}...); {_summarise('logits', logits)}. "
+                                    "Lower the learning rate or use precision: fp32.")
             if target is None:
                 loss = kd_loss(logits, None, y)
             elif gate is not None:
@@ -240,12 +247,17 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                                     "Lower the learning rate or use precision: fp32.")
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            # clip_grad_norm_ split in two (same arithmetic): check the norm before clipping scales every
+            # gradient by NaN, so the message can name the tensors that really went non-finite
+            norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             if not torch.isfinite(norm):
-                bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+                bad = [(n, p.grad) for n, p in model.named_parameters()
+                       if p.grad is not None and not torch.isfinite(p.grad).all()]
+                first = f"; {_summarise('gradient of ' + bad[0][0], bad[0][1])}" if bad else ""
                 raise TrainingError(f"{desc}: non-finite gradient at epoch {epoch + 1}, step {step}, batch {b} "
-                                    f"in {len(bad)} tensors (first: {bad[:3]}); loss {loss.item():.4g}. "
-                                    "Lower the learning rate or use precision: fp32.")
+                                    f"in {len(bad)} tensors (first: {[n for n, _ in bad[:3]]}){first}; "
+                                    f"loss {loss.item():.4g}. Lower the learning rate or use precision: fp32.")
+            nn.utils.clip_grads_with_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"), norm)
             optim.step()
             sched.step()
             total_loss += loss.detach()
@@ -254,7 +266,9 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                         "seconds": round(time.time() - t0, 2)})
         if ckpt is not None and epoch + 1 < cfg.epochs:
             state = {"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                     "rng": torch.get_rng_state(), "epoch": epoch}
+                     "rng": torch.get_rng_state(), "epoch": epoch, "history": history}
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
             if gate is not None:
                 state["gate"] = gate.state_dict()
             with io.atomic_path(ckpt) as tmp:
