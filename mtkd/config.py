@@ -60,6 +60,7 @@ TEACHER = {
     "grad_clip": Field("float", 1.0, "max gradient norm (0 = off)", min=0.0),
     "max_length": Field("int", 0, "max tokens (0 = data.max_length)", min=0, max=4096),
     "freeze_embeddings": Field("bool", False, "keep the word embeddings fixed while fine-tuning"),
+    "grad_accum": Field("int", 1, "micro-batches per optimizer step (large models on small GPUs)", min=1, max=1024),
     "C": Field("float", 1.0, "inverse regularisation of the logistic head (probe, tfidf)", min=1e-6, max=1e6),
 }
 
@@ -81,6 +82,7 @@ SCHEMA: dict = {
     "device": Field("str", "auto", "auto picks cuda when present", choices=("auto", "cpu", "cuda")),
     "precision": Field("str", "auto", "auto = bf16 where the CPU/GPU supports it", choices=("auto", "fp32", "bf16", "fp16")),
     "threads": Field("int", 0, "torch threads (0 = all cores)", min=0, max=512),
+    "eval_batch_size": Field("int", 256, "batch size of inference: logits, evaluation, embeddings", min=1, max=65536),
     "data": {
         "tasks": Field("list[str]", help="task registry names (see `mtkd data --list`)", nonempty=True),
         "train_size": Field("int", 0, "training examples per task, stratified subsample (0 = all that remain)", min=0),
@@ -103,6 +105,7 @@ SCHEMA: dict = {
         "weight_decay": Field("float", 0.01, "AdamW weight decay", min=0.0, max=1.0),
         "grad_clip": Field("float", 1.0, "max gradient norm (0 = off)", min=0.0),
         "freeze_embeddings": Field("bool", False, "keep the word embeddings fixed (faster on CPU)"),
+        "grad_accum": Field("int", 1, "micro-batches per optimizer step (large models on small GPUs)", min=1, max=1024),
     },
     "distill": {
         "temperature": Field("float", 6.0, "softmax temperature T of the KD term", min=0.05, max=100.0),

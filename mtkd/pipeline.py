@@ -71,7 +71,8 @@ class Run:
         set_threads(self.params.threads)
         device = pick_device(self.params.device)
         return Context(device=device, dtype=pick_precision(self.params.precision, device),
-                       max_length=self.params.data.max_length, seed=self.params.seeds[0])
+                       max_length=self.params.data.max_length, seed=self.params.seeds[0],
+                       eval_batch_size=self.params.eval_batch_size)
 
     @property
     def tasks(self) -> list[str]:
@@ -257,7 +258,7 @@ def fusion_info(run: Run, task: str) -> dict:
     labels = t.splits["selection"]["label"].to_numpy()
     scores, temps = {}, {}
     for name in run.teachers:
-        z = read_logits(run, task, name, "selection")[1]
+        z = np.array(read_logits(run, task, name, "selection")[1])
         scores[name] = score(t.metrics[0], z.argmax(1), labels)
         temps[name] = float(fit_temperature(torch.from_numpy(z), torch.from_numpy(labels)))
     best = max(run.teachers, key=lambda n: (scores[n], -run.teachers.index(n)))
@@ -346,7 +347,8 @@ def _run_student(run: Run, unit: Unit) -> None:
     gating = target is not None and target.gate is not None
     arrays = {}
     for split in EVAL_SPLITS:
-        out = predict(model, enc[split], device=run.ctx.device, dtype=run.ctx.dtype, batch_size=256,
+        out = predict(model, enc[split], device=run.ctx.device, dtype=run.ctx.dtype,
+                      batch_size=run.params.eval_batch_size,
                       with_cls=gating)
         if gating:
             logits, cls = out

@@ -27,6 +27,7 @@ class Context:
     dtype: torch.dtype | None
     max_length: int
     seed: int
+    eval_batch_size: int = 256
 
 
 def _max_length(spec: dict, ctx: Context) -> int:
@@ -53,7 +54,8 @@ def _logits_finetune(task, spec, ctx, unit_dir: Path, frame) -> np.ndarray:
     tok = AutoTokenizer.from_pretrained(unit_dir / "model")
     model = AutoModelForSequenceClassification.from_pretrained(unit_dir / "model")
     enc = encode(tok, frame, task.text_fields, _max_length(spec, ctx))
-    return predict(model, enc, device=ctx.device, dtype=ctx.dtype, batch_size=256, desc=f"logits {task.name}")
+    return predict(model, enc, device=ctx.device, dtype=ctx.dtype, batch_size=ctx.eval_batch_size,
+                   desc=f"logits {task.name}")
 
 
 # ---------------------------------------------------------------- frozen encoder + logistic head
@@ -63,7 +65,7 @@ def _probe_features(task, spec, ctx, frame) -> np.ndarray:
     tok = models.load_tokenizer(mspec)
     encoder = models.load_encoder(mspec)
     parts = [embed(encoder, encode(tok, frame, [f], _max_length(spec, ctx)), device=ctx.device, dtype=ctx.dtype,
-                   desc=f"embed {task.name}:{f}") for f in task.text_fields]
+                   batch_size=ctx.eval_batch_size, desc=f"embed {task.name}:{f}") for f in task.text_fields]
     if len(parts) == 1:
         return parts[0]
     u, v = parts

@@ -140,6 +140,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     freeze_embeddings: bool = False
+    grad_accum: int = 1          # micro-batches per optimizer step (each batch is split in this many)
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
@@ -172,6 +173,30 @@ def _summarise(name: str, t: torch.Tensor) -> str:
     return f"{name}: {int((~finite).sum())} non-finite of {t.numel()} ({rng})"
 
 
+def _batch_loss(model, enc: Encoded, rows: np.ndarray, y_all: torch.Tensor, device, dtype,
+                target: KDTarget | None, gate: nn.Module | None, where: str) -> torch.Tensor:
+    """The KD loss of one (micro-)batch, stopping with the batch's numbers when anything is non-finite."""
+    batch = collate(enc, rows, device)
+    y = y_all[rows].to(device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        out = model(**batch, output_hidden_states=gate is not None)
+    logits = out.logits.float()
+    if not torch.isfinite(logits).all():      # before kd_loss, which would only say "non-finite input"
+        raise TrainingError(f"{where}: the model's logits became non-finite (examples {rows[:8].tolist()}...); "
+                            f"{_summarise('logits', logits)}. Lower the learning rate or use precision: fp32.")
+    if target is None:
+        loss = kd_loss(logits, None, y)
+    elif gate is not None:
+        fused, _ = gate(_cls_hidden(out).float().detach(), target.teacher_logits[rows].to(device))
+        loss = kd_loss(logits, fused, y, temperature=target.temperature, alpha=target.alpha)
+    else:
+        loss = kd_loss(logits, target.logits[rows].to(device), y, temperature=target.temperature, alpha=target.alpha)
+    if not torch.isfinite(loss):
+        raise TrainingError(f"{where}: the loss became non-finite (examples {rows[:8].tolist()}...); "
+                            f"{_summarise('logits', logits)}. Lower the learning rate or use precision: fp32.")
+    return loss
+
+
 def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, seed: int, *,
         device: torch.device, dtype: torch.dtype | None, target: KDTarget | None = None,
         checkpoint_dir: Path | None = None, desc: str = "training") -> dict:
@@ -198,6 +223,7 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
         optim, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     y_all = torch.tensor(np.asarray(labels), dtype=torch.long)
     lengths = enc.lengths
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)   # fp16 needs loss scaling
 
     start_epoch = 0
     history = []
@@ -223,33 +249,22 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
         bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress_enabled())
         for b, rows in enumerate(bar):
-            batch = collate(enc, rows, device)
-            y = y_all[rows].to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = model(**batch, output_hidden_states=gate is not None)
-            logits = out.logits.float()
-            if not torch.isfinite(logits).all():      # before kd_loss, which would only say "non-finite input"
-                raise TrainingError(f"{desc}: the model's logits became non-finite at epoch {epoch + 1}, step {step}, "
-                                    f"batch {b} (examples {rows[:8].tolist()}...); {_summarise('logits', logits)}. "
-                                    "Lower the learning rate or use precision: fp32.")
-            if target is None:
-                loss = kd_loss(logits, None, y)
-            elif gate is not None:
-                z = target.teacher_logits[rows].to(device)
-                fused, _ = gate(_cls_hidden(out).float().detach(), z)
-                loss = kd_loss(logits, fused, y, temperature=target.temperature, alpha=target.alpha)
-            else:
-                loss = kd_loss(logits, target.logits[rows].to(device), y,
-                               temperature=target.temperature, alpha=target.alpha)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{desc}: the loss became non-finite at epoch {epoch + 1}, step {step}, "
-                                    f"batch {b} (examples {rows[:8].tolist()}...); {_summarise('logits', logits)}. "
-                                    "Lower the learning rate or use precision: fp32.")
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = torch.zeros((), device=device)
+            for part in np.array_split(rows, min(cfg.grad_accum, len(rows))):
+                part_loss = _batch_loss(model, enc, part, y_all, device, dtype, target, gate,
+                                        where=f"{desc}: epoch {epoch + 1}, step {step}, batch {b}")
+                share = len(part) / len(rows)      # exactly 1.0 without accumulation
+                scaler.scale(part_loss * share).backward()
+                loss += part_loss.detach() * share
+            scaler.unscale_(optim)
             # clip_grad_norm_ split in two (same arithmetic): check the norm before clipping scales every
             # gradient by NaN, so the message can name the tensors that really went non-finite
             norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            if not torch.isfinite(norm) and scaler.is_enabled():
+                scaler.step(optim)                 # fp16 overflow: the scaler skips this step and lowers its scale
+                scaler.update()
+                continue
             if not torch.isfinite(norm):
                 bad = [(n, p.grad) for n, p in model.named_parameters()
                        if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -258,7 +273,8 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                                     f"in {len(bad)} tensors (first: {[n for n, _ in bad[:3]]}){first}; "
                                     f"loss {loss.item():.4g}. Lower the learning rate or use precision: fp32.")
             nn.utils.clip_grads_with_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"), norm)
-            optim.step()
+            scaler.step(optim)
+            scaler.update()
             sched.step()
             total_loss += loss.detach()
             step += 1

@@ -142,3 +142,19 @@ def test_linear_teachers_reload_exactly_for_many_classes(tmp_path):
     assert z.shape == (40, 4)
     assert (z.argmax(1) == task.splits["test"]["label"].to_numpy()).mean() > 0.9
     assert np.allclose(np.exp(z).sum(1), 1, atol=1e-4)        # log-probabilities of the logistic head
+
+
+def test_gradient_accumulation_matches_one_large_batch():
+    """Two micro-batches of 16 give the same update as one batch of 32 (up to float rounding; no dropout)."""
+    train = toy_frame(64, 0)
+    results = []
+    for accum in (1, 2):
+        tok, model = tiny(train, seed=7)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        fit(model, encode(tok, train, ["text"], 16), train["label"].to_numpy(),
+            TrainConfig(epochs=1, lr=1e-3, batch_size=32, grad_accum=accum, warmup_ratio=0.0), 7,
+            device=CPU, dtype=None)
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(results[0], results[1], atol=1e-5)
