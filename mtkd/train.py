@@ -174,7 +174,7 @@ def _summarise(name: str, t: torch.Tensor) -> str:
 
 
 def _batch_loss(model, enc: Encoded, rows: np.ndarray, y_all: torch.Tensor, device, dtype,
-                target: KDTarget | None, gate: nn.Module | None, where: str) -> torch.Tensor:
+                target: KDTarget | None, gate: nn.Module | None, desc: str, where: str) -> torch.Tensor:
     """The KD loss of one (micro-)batch, stopping with the batch's numbers when anything is non-finite."""
     batch = collate(enc, rows, device)
     y = y_all[rows].to(device)
@@ -182,7 +182,7 @@ def _batch_loss(model, enc: Encoded, rows: np.ndarray, y_all: torch.Tensor, devi
         out = model(**batch, output_hidden_states=gate is not None)
     logits = out.logits.float()
     if not torch.isfinite(logits).all():      # before kd_loss, which would only say "non-finite input"
-        raise TrainingError(f"{where}: the model's logits became non-finite (examples {rows[:8].tolist()}...); "
+        raise TrainingError(f"{desc}: the model's logits became non-finite at {where} (examples {rows[:8].tolist()}...); "
                             f"{_summarise('logits', logits)}. Lower the learning rate or use precision: fp32.")
     if target is None:
         loss = kd_loss(logits, None, y)
@@ -192,7 +192,7 @@ def _batch_loss(model, enc: Encoded, rows: np.ndarray, y_all: torch.Tensor, devi
     else:
         loss = kd_loss(logits, target.logits[rows].to(device), y, temperature=target.temperature, alpha=target.alpha)
     if not torch.isfinite(loss):
-        raise TrainingError(f"{where}: the loss became non-finite (examples {rows[:8].tolist()}...); "
+        raise TrainingError(f"{desc}: the loss became non-finite at {where} (examples {rows[:8].tolist()}...); "
                             f"{_summarise('logits', logits)}. Lower the learning rate or use precision: fp32.")
     return loss
 
@@ -253,7 +253,7 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
             loss = torch.zeros((), device=device)
             for part in np.array_split(rows, min(cfg.grad_accum, len(rows))):
                 part_loss = _batch_loss(model, enc, part, y_all, device, dtype, target, gate,
-                                        where=f"{desc}: epoch {epoch + 1}, step {step}, batch {b}")
+                                        desc, where=f"epoch {epoch + 1}, step {step}, batch {b}")
                 share = len(part) / len(rows)      # exactly 1.0 without accumulation
                 scaler.scale(part_loss * share).backward()
                 loss += part_loss.detach() * share
