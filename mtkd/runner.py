@@ -158,6 +158,24 @@ def _check_notebook(path: Path) -> None:
                        "the runner would pass parameters the notebook ignores")
 
 
+def kernel_name() -> str:
+    """A kernel that runs this very interpreter, so notebooks see the same mtkd and packages.
+
+    A user-level "python3" kernelspec may point at another Python; an "mtkd" spec inside this
+    environment (the Makefile installs it; installed here when missing) cannot.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try:
+        spec = KernelSpecManager().get_kernel_spec("mtkd")
+        if spec.argv[0] == sys.executable:
+            return "mtkd"
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+    install(kernel_name="mtkd", display_name="mtkd", prefix=sys.prefix)
+    return "mtkd"
+
+
 def execute_notebook(name: str, run: Run) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -169,7 +187,7 @@ def execute_notebook(name: str, run: Run) -> Path:
     try:
         papermill.execute_notebook(str(src), str(out), parameters={"run_dir": str(run.dir),
                                                                    "params_file": str(run.dir / "params.yaml")},
-                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3",
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name=kernel_name(),
                                    stderr_file=sys.stderr)
     except PapermillExecutionError as e:
         raise RunError(f"{name}.ipynb failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partly "
