@@ -56,7 +56,11 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def set_threads(n: int) -> None:
-    torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
+    """0 = every core this process may use (OMP_NUM_THREADS when set, e.g. by Ray for a 1-CPU task).
+
+    Never more threads than cores: oversubscribed OpenMP threads spin-wait on each other and small
+    models then train up to 100x slower."""
+    torch.set_num_threads(n if n > 0 else int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
 
 
 def seed_everything(seed: int) -> None:
@@ -215,7 +219,12 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=True)
+    # With attention dropout, torch's CPU SDPA kernel falls back to a slow fp32 path: eager attention
+    # trains ~1.1-1.2x faster there (benchmarks/README.md). Inference keeps the model's own kernel.
+    attn = getattr(model.config, "_attn_implementation", None)
+    if device.type == "cpu" and attn == "sdpa" and getattr(model.config, "attention_probs_dropout_prob", 0) > 0:
+        model.set_attn_implementation("eager")
     steps_per_epoch = math.ceil(len(enc) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(total * cfg.warmup_ratio)
@@ -291,6 +300,8 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                 torch.save(state, tmp)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
+    if attn is not None and model.config._attn_implementation != attn:
+        model.set_attn_implementation(attn)
     model.eval()
     if gate is not None:
         gate.eval()

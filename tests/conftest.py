@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests train tiny models: one thread is fastest for them, and never oversubscribes the cores while
+# a notebook kernel or a Ray worker runs beside the test process.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
