@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", parents=[debug], help="list the model registry")
     sub.add_parser("params", parents=[debug], help="every parameter with its type, default and meaning")
+    sm = sub.add_parser("summary", parents=[debug], help="print a finished run's main table and verdicts as markdown")
+    sm.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
     return p
 
 
@@ -77,6 +79,16 @@ def _models(args) -> int:
     return 0
 
 
+def _summary(args) -> int:
+    from . import report
+    from .results import load_run
+    run = load_run(args.run_dir)
+    print(report.markdown(report.main_table(run)))
+    print()
+    print(report.markdown(report.verdicts(run)))
+    return 0
+
+
 def _params(args) -> int:
     from .config import describe_schema
     print("\n".join(describe_schema()))
@@ -88,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "data": _data, "models": _models, "params": _params}[args.command]
+    handler = {"run": _run, "data": _data, "models": _models, "params": _params, "summary": _summary}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -154,3 +154,15 @@ def verdicts(run: Run) -> pd.DataFrame:
                      "95% CI": f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]", "p (Holm)": round(a["p_adjusted"], 4),
                      "gap closed (multi)": t["gap_closed"]["best_multi"], "verdict": t["verdict"]})
     return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A pipe table (for READMEs and issue notes) without extra dependencies."""
+    cells = [[str(c) for c in frame.columns]] + [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(r) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in frame.columns) + "|")
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)

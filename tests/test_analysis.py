@@ -410,3 +410,10 @@ def test_missing_and_partial_files(tmp_path, run_dir):
     (broken / "params.yaml").unlink()
     with pytest.raises(FileNotFoundError, match="params.yaml"):
         load_run(broken)
+
+
+def test_markdown_table_of_a_frame():
+    import pandas as pd
+    from mtkd.report import markdown
+    text = markdown(pd.DataFrame({"task": ["a", "b"], "score": [1.0, 2.345]}))
+    assert text.splitlines() == ["| task | score |", "|---|---|", "| a | 1.00 |", "| b | 2.35 |"]
