@@ -148,7 +148,7 @@ def test_a_unit_that_fails_once_is_retried_and_the_run_completes(failed_run, cap
 
 
 def test_resource_requests(tmp_path):
-    run = _run(tmp_path / "run", SMALL)
+    run = _run(tmp_path / "run", SMALL + ["threads=0"])      # smoke.yaml pins one thread; 0 = every core
     teacher = Unit("teachers", "trec", "tiny_a", 1)
     tfidf = Unit("teachers", "trec", "tfidf", 1)
     student = Unit("students", "trec", "baseline", 1, 6.0, 0.7)

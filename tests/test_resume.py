@@ -27,8 +27,9 @@ from mtkd.io import run_status
 
 # Small but complete: one task, two seeds, three teachers (one checkpoints at epoch boundaries),
 # baseline + single + one fuser, no sweep, no HTML (the notebooks still execute).
+# Epochs are raised so that each teacher and student takes a second or two: long enough to be killed mid-way.
 SETS = ["data.tasks=[trec]", "seeds=[1,2]", "distill.methods=[baseline,single,average]", "sweep.enabled=false",
-        "report.html=false"]
+        "report.html=false", "teachers.tiny_a.epochs=12", "student.epochs=6"]
 RUN_TIMEOUT = 600          # a whole study; generous because the CI machine may be shared
 
 
@@ -62,13 +63,14 @@ def wait_for(proc: subprocess.Popen, condition, what: str, log: Path, timeout: f
 
 
 def sigkill(proc: subprocess.Popen) -> None:
-    """SIGKILL the `mtkd run` process only (its notebook kernel is left to notice on its own)."""
+    """SIGKILL the `mtkd run` process and its notebook kernel at once, as a crash or the OOM killer would:
+    the kernel does the training, so it must not get the second it needs to notice its parent died."""
     import psutil
     kernels = psutil.Process(proc.pid).children(recursive=True)
+    for p in kernels:
+        p.kill()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # ipykernel's parent poller ends an orphaned kernel within about a second: nothing keeps
-    # writing into the run folder behind the next run's back
     gone, alive = psutil.wait_procs(kernels, timeout=60)
     for p in alive:
         p.kill()
