@@ -91,8 +91,8 @@ class Mode:
 
 MODES = {
     "smoke": Mode("smoke", "tiny-bert", 2, 2, 64, 1, 0, 1, 2, (256, 512), 2, 64, 32, 1, "tiny", False),
-    "quick": Mode("quick", "minilm-l6", 3, 0, 320, 3, 1, 2, 4, (1024, 2048, 4096), 3, 512, 96, 1, "base", False),
-    "full": Mode("full", "minilm-l6", 3, 0, 1200, 5, 1, 3, 10, (1024, 2048, 4096), 5, 1200, 320, 3, "base", True),
+    "quick": Mode("quick", "minilm-l6", 4, 0, 320, 3, 1, 2, 4, (1024, 2048, 4096), 3, 512, 96, 1, "base", False),
+    "full": Mode("full", "minilm-l6", 4, 0, 1200, 5, 1, 3, 10, (1024, 2048, 4096), 5, 1200, 320, 3, "base", True),
 }
 
 

@@ -143,9 +143,30 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
             "tasks": tasks, "overall": overall}
 
 
+RESULT_FILES = ("predictions.parquet", "gates.parquet", "master_results.csv", "summary.csv", "comparisons.csv",
+                "choices.json", "success_metrics.json")
+
+
+def results_key(run: Run) -> str:
+    """What the result files depend on: every unit (its folder name holds its params hash) and the stats params."""
+    from .config import params_hash
+    from .pipeline import CODE_VERSION
+    units = [run.unit_dir(u).name for u in plan(run, "students")]
+    teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
+    return params_hash(units, teachers, run.params.stats, CODE_VERSION)
+
+
 def write_results(run: Run) -> dict:
-    """Write predictions, gates, master results, summary, comparisons and success metrics."""
+    """Write predictions, gates, master results, summary, comparisons and success metrics.
+
+    A warm re-run whose units and stats params are unchanged reuses the files (the bootstrap is the
+    slow part); ``results.key`` is written last, so a killed write is redone."""
     from . import stats
+    key = results_key(run)
+    marker = run.dir / "results.key"
+    if marker.exists() and marker.read_text() == key and all((run.dir / f).exists() for f in RESULT_FILES):
+        return io.read_json(run.dir / "success_metrics.json")
+    marker.unlink(missing_ok=True)
     students, gates = student_predictions(run)
     predictions = pd.concat([teacher_predictions(run), students], ignore_index=True)
     master = score_table(run, predictions)
@@ -165,6 +186,7 @@ def write_results(run: Run) -> dict:
     io.write_csv(run.dir / "comparisons.csv", comparisons)
     io.write_json(run.dir / "choices.json", choice)
     io.write_json(run.dir / "success_metrics.json", success)
+    io.write_text(marker, key)
     return success
 
 
