@@ -190,14 +190,22 @@ def prepare_data(run: Run) -> None:
 
 # ---------------------------------------------------------------- teachers and their logits
 
-def _run_teacher(run: Run, unit: Unit) -> None:
-    from .teachers import fit_teacher
+def _start_unit(run: Run, unit: Unit) -> Path | None:
+    """The unit's folder ready for work, or None when the unit is already finished."""
     folder = run.unit_dir(unit)
     if io.is_done(folder):
-        return
+        return None
     io.prepare_unit(folder)          # drop a killed attempt's partial files, keep its epoch checkpoint
     if (folder / "last_epoch.pt").exists():
         log(f"{unit.label}: resuming from its last epoch checkpoint")
+    return folder
+
+
+def _run_teacher(run: Run, unit: Unit) -> None:
+    from .teachers import fit_teacher
+    folder = _start_unit(run, unit)
+    if folder is None:
+        return
     t0 = time.time()
     info = fit_teacher(run.task(unit.task), unit.name, run.params.teachers[unit.name], run.ctx, folder)
     io.mark_done(folder, info)
@@ -329,12 +337,9 @@ def _kd_target(run: Run, unit: Unit, hidden_size: int):
 def _run_student(run: Run, unit: Unit) -> None:
     from . import models
     from .train import TrainConfig, fit, predict
-    folder = run.unit_dir(unit)
-    if io.is_done(folder):
+    folder = _start_unit(run, unit)
+    if folder is None:
         return
-    io.prepare_unit(folder)          # drop a killed attempt's partial files, keep its epoch checkpoint
-    if (folder / "last_epoch.pt").exists():
-        log(f"{unit.label}: resuming from its last epoch checkpoint")
     t0 = time.time()
     task = run.task(unit.task)
     spec, vocab, enc = _student_data(run, unit.task)
