@@ -574,6 +574,15 @@ def _label_ids(values: pd.Series, label_names: tuple[str, ...], where: str) -> n
     return ids
 
 
+def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, what: str) -> pd.DataFrame:
+    """A stratified subsample of ``size`` rows (all rows when 0); asking for more than there is names the key."""
+    if not size:
+        return frame
+    if size > len(frame):
+        raise ValueError(f"data.{purpose}_size={size} but {name} has only {_n(len(frame))} {what}")
+    return frame.iloc[_stratified_take(frame["label"].to_numpy(), size, _seed(seed, name, purpose))]
+
+
 def _custom_task(name: str, cfg: dict, data_params) -> Task:
     key = f"data.custom.{name}"
     text_fields = tuple(cfg.get("text_fields") or ())
@@ -658,12 +667,7 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     test_size = int(_get(data_params, "test_size", 0))
     train = frames["train"]
     if "selection" in frames:
-        sel = frames["selection"]
-        if sel_size:
-            if sel_size > len(sel):
-                raise ValueError(f"data.selection_size={sel_size} but {name} has only {_n(len(sel))} examples in "
-                                 f"{files['selection']}")
-            sel = sel.iloc[_stratified_take(sel["label"].to_numpy(), sel_size, _seed(seed, name, "selection"))]
+        sel = _take(frames["selection"], sel_size, seed, name, "selection", f"examples in {files['selection']}")
     else:
         sel_n = sel_size or max(1, round(CUSTOM_SELECTION_FRACTION * len(train)))
         if sel_n >= len(train):
@@ -673,17 +677,8 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
         pos = _stratified_take(train["label"].to_numpy(), sel_n, _seed(seed, name, "selection"))
         sel = train.iloc[pos]
         train = train.iloc[np.setdiff1d(np.arange(len(train)), pos)]
-    if train_size:
-        if train_size > len(train):
-            raise ValueError(f"data.train_size={train_size} but {name} has only {_n(len(train))} training "
-                             f"examples left")
-        train = train.iloc[_stratified_take(train["label"].to_numpy(), train_size, _seed(seed, name, "train"))]
-    test = frames["test"]
-    if test_size:
-        if test_size > len(test):
-            raise ValueError(f"data.test_size={test_size} but {name} has only {_n(len(test))} examples in "
-                             f"{files['test']}")
-        test = test.iloc[_stratified_take(test["label"].to_numpy(), test_size, _seed(seed, name, "test"))]
+    train = _take(train, train_size, seed, name, "train", "training examples left")
+    test = _take(frames["test"], test_size, seed, name, "test", f"examples in {files['test']}")
 
     source = "; ".join(f"{s}: {files[s]}" for s in SPLITS if files.get(s))
     metrics = (metric,) if metric == "accuracy" else (metric, "accuracy")
