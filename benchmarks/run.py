@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import resource
@@ -608,18 +607,11 @@ def section_study_grid(b: Bench, peers_fig: dict, l128: dict, kfig: dict, extrac
     teacher_names = list(b.params.teachers)
     kinds = {n: b.params.teachers[n]["mode"] for n in teacher_names}
 
-    def teacher_step(name, tokens, n_ex):
+    def teacher_cost(name, tokens, n_ex, finetune_per_token):
+        """Seconds for one teacher over ``tokens`` / ``n_ex``: online in a KD step, or once for extraction."""
         k = kinds[name]
         if k == "finetune":
-            return minilm_tok * tokens
-        if k == "probe":
-            return mp["seconds_per_token"] * tokens
-        return tf["seconds_per_example"] * n_ex
-
-    def teacher_extract(name, tokens, n_ex):       # once per task, over the training split, batch 256
-        k = kinds[name]
-        if k == "finetune":
-            return minilm_inf_tok * tokens
+            return finetune_per_token * tokens
         if k == "probe":
             return mp["seconds_per_token"] * tokens
         return tf["seconds_per_example"] * n_ex
@@ -634,14 +626,14 @@ def section_study_grid(b: Bench, peers_fig: dict, l128: dict, kfig: dict, extrac
     for name, tt in tasks.items():
         step_tok = tt["padded_tokens_per_epoch"] / tt["steps_per_epoch"]
         epoch_student = tt["steps_per_epoch"] * a + c * tt["padded_tokens_per_epoch"]
-        ext = sum(teacher_extract(t, tt["inference_padded_tokens"], tt["examples"]) for t in teacher_names)
+        ext = sum(teacher_cost(t, tt["inference_padded_tokens"], tt["examples"], minilm_inf_tok) for t in teacher_names)
         cached = online = 0.0
         for u in units:
             if u.task != name:
                 continue
             used = [] if u.name == "baseline" else ([u.name.split(":", 1)[1]] if u.name.startswith("single:")
                                                     else teacher_names)
-            per_epoch_teachers = sum(teacher_step(t, tt["padded_tokens_per_epoch"], tt["examples"]) for t in used)
+            per_epoch_teachers = sum(teacher_cost(t, tt["padded_tokens_per_epoch"], tt["examples"], minilm_tok) for t in used)
             cached += epochs * epoch_student
             online += epochs * (epoch_student + per_epoch_teachers)
         per_task[name] = {**tt, "step_tokens_mean": step_tok, "student_epoch_seconds": epoch_student,
