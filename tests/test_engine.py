@@ -5,7 +5,8 @@ import torch
 
 from mtkd import models
 from mtkd.fusion import GatingFusion
-from mtkd.train import KDTarget, TrainConfig, encode, fit, length_batches, predict
+from mtkd.train import (CpuDropout, KDTarget, TrainConfig, _cpu_training_kernels, _keep_mask, encode, fit,
+                        length_batches, predict)
 
 CPU = torch.device("cpu")
 WORDS = {0: ["awful", "bad", "boring", "dull"], 1: ["great", "good", "lovely", "fun"]}
@@ -158,3 +159,42 @@ def test_gradient_accumulation_matches_one_large_batch():
             device=CPU, dtype=None)
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_cpu_dropout_mask_has_the_bernoulli_rate_and_scale():
+    """CpuDropout keeps an element with probability 1 - p (p rounded to 1/65536) and scales by 1/(1-p)."""
+    torch.manual_seed(0)
+    mask = _keep_mask((1000, 1000), 0.1, torch.float32)
+    keep_scale = 65536 / (65536 - 6554)
+    assert torch.unique(mask).tolist() == [0.0, torch.tensor(keep_scale).item()]
+    kept = (mask > 0).float().mean().item()
+    assert abs(kept - (1 - 6554 / 65536)) < 0.002          # 1e6 draws: std of the rate is 0.0003
+    assert abs(mask.mean().item() - 1.0) < 0.003            # unbiased: E[x * mask] = x
+    # neighbouring elements are independent (the four 16-bit draws of one 64-bit number do not agree)
+    flat = (mask.flatten() > 0).float()
+    assert abs((flat[0::4] * flat[1::4]).mean().item() - kept ** 2) < 0.003
+    torch.manual_seed(0)
+    assert torch.equal(mask, _keep_mask((1000, 1000), 0.1, torch.float32))   # seeded like torch's dropout
+    drop = CpuDropout(0.1).eval()
+    x = torch.randn(5, 7)
+    assert drop(x) is x
+
+
+def test_cpu_attention_is_transformers_attention_and_fit_swaps_it_back():
+    train = toy_frame(64, 0)
+    tok, model = tiny(train, seed=3)
+    batch = {k: torch.from_numpy(v) for k, v in tok(train["text"].tolist()[:8], padding=True, return_tensors="np").items()}
+    model.eval()
+    with torch.no_grad():
+        reference = model(**batch).logits
+        restore = _cpu_training_kernels(model)
+        assert model.config._attn_implementation == "mtkd_cpu"
+        assert any(isinstance(m, CpuDropout) for m in model.modules())
+        swapped = model(**batch).logits                       # eval mode: no dropout anywhere
+        restore()
+    assert torch.allclose(reference, swapped, atol=1e-5)
+    before = model.config._attn_implementation
+    fit(model, encode(tok, train, ["text"], 16), train["label"].to_numpy(),
+        TrainConfig(epochs=1, lr=1e-3, batch_size=32), 0, device=CPU, dtype=None)
+    assert model.config._attn_implementation == before
+    assert not any(isinstance(m, CpuDropout) for m in model.modules())
