@@ -98,6 +98,8 @@ SCHEMA: dict = {
     "student": {
         "model": Field("str", help="model registry name of the student's source checkpoint"),
         "layers": Field("int", 0, "keep only the first k transformer layers (0 = all)", min=0, max=128),
+        "pooling": Field("str", "cls", "sentence vector for the head: cls (the model's own pooler) or mean "
+                         "(mean of the last layer over real tokens; BERT-family models)", choices=("cls", "mean")),
         "epochs": Field("int", 2, "training epochs", min=1, max=100),
         "lr": Field("float", 1e-4, "peak learning rate", min=1e-7, max=1.0),
         "batch_size": Field("int", 32, "training batch size", min=1, max=4096),

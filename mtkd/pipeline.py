@@ -28,7 +28,7 @@ from .config import Params
 STAGES = ("teachers", "logits", "students", "sweep")
 SPLITS = ("train", "selection", "test")
 EVAL_SPLITS = ("selection", "test")
-CODE_VERSION = 3          # bump when a change alters results, so caches of older code are not reused
+CODE_VERSION = 4          # bump when a change alters results, so caches of older code are not reused
 
 
 def log(msg: str) -> None:
@@ -344,7 +344,7 @@ def _run_student(run: Run, unit: Unit) -> None:
     task = run.task(unit.task)
     spec, vocab, enc = _student_data(run, unit.task)
     model = models.load_classifier(spec, list(task.label_names), layers=run.params.student.layers,
-                                   seed=unit.seed, vocab_size=vocab)
+                                   seed=unit.seed, vocab_size=vocab, pooling=run.params.student.pooling)
     target = _kd_target(run, unit, model.config.hidden_size)
     info = fit(model, enc["train"], task.splits["train"]["label"].to_numpy(),
                TrainConfig.from_params(run.params.student), unit.seed, device=run.ctx.device, dtype=run.ctx.dtype,
@@ -354,7 +354,7 @@ def _run_student(run: Run, unit: Unit) -> None:
     for split in EVAL_SPLITS:
         out = predict(model, enc[split], device=run.ctx.device, dtype=run.ctx.dtype,
                       batch_size=run.params.eval_batch_size,
-                      with_cls=gating)
+                      with_features=gating)
         if gating:
             logits, cls = out
             with torch.inference_mode():

@@ -18,6 +18,7 @@ from torch import nn
 
 from . import io
 from .losses import kd_loss
+from .models import sentence_features
 
 
 class TrainingError(RuntimeError):
@@ -234,10 +235,6 @@ class KDTarget:
     gate: nn.Module | None = None
 
 
-def _cls_hidden(outputs) -> torch.Tensor:
-    return outputs.hidden_states[-1][:, 0]
-
-
 def _summarise(name: str, t: torch.Tensor) -> str:
     t = t.detach().float()
     finite = torch.isfinite(t)
@@ -260,7 +257,7 @@ def _batch_loss(model, enc: Encoded, rows: np.ndarray, y_all: torch.Tensor, devi
     if target is None:
         loss = kd_loss(logits, None, y)
     elif gate is not None:
-        fused, _ = gate(_cls_hidden(out).float().detach(), target.teacher_logits[rows].to(device))
+        fused, _ = gate(sentence_features(model, out).float().detach(), target.teacher_logits[rows].to(device))
         loss = kd_loss(logits, fused, y, temperature=target.temperature, alpha=target.alpha)
     else:
         loss = kd_loss(logits, target.logits[rows].to(device), y, temperature=target.temperature, alpha=target.alpha)
@@ -377,8 +374,9 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
 
 @torch.inference_mode()
 def predict(model: nn.Module, enc: Encoded, *, device: torch.device, dtype: torch.dtype | None,
-            batch_size: int = 128, with_cls: bool = False, desc: str = "inference"):
-    """Logits (N, C) float32 in the split's row order (and the [CLS] states when asked)."""
+            batch_size: int = 128, with_features: bool = False, desc: str = "inference"):
+    """Logits (N, C) float32 in the split's row order (and the head's sentence vectors when asked:
+    what a gating fuser sees, see `mtkd.models.sentence_features`)."""
     from tqdm.auto import tqdm
     model.to(device).eval()
     n = len(enc)
@@ -387,17 +385,17 @@ def predict(model: nn.Module, enc: Encoded, *, device: torch.device, dtype: torc
                      disable=not progress_enabled()):
         batch = collate(enc, rows, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(**batch, output_hidden_states=with_cls)
+            out = model(**batch, output_hidden_states=with_features)
         z = out.logits.float().cpu().numpy()
         if logits is None:
             logits = np.zeros((n, z.shape[1]), dtype=np.float32)
         logits[rows] = z
-        if with_cls:
-            h = _cls_hidden(out).float().cpu().numpy()
+        if with_features:
+            h = sentence_features(model, out).float().cpu().numpy()
             if cls is None:
                 cls = np.zeros((n, h.shape[1]), dtype=np.float32)
             cls[rows] = h
-    return (logits, cls) if with_cls else logits
+    return (logits, cls) if with_features else logits
 
 
 @torch.inference_mode()

@@ -1,6 +1,9 @@
 """The training engine learns for real, distils for real, and is deterministic."""
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from mtkd import models
@@ -198,3 +201,27 @@ def test_cpu_attention_is_transformers_attention_and_fit_swaps_it_back():
         TrainConfig(epochs=1, lr=1e-3, batch_size=32), 0, device=CPU, dtype=None)
     assert model.config._attn_implementation == before
     assert not any(isinstance(m, CpuDropout) for m in model.modules())
+
+
+def test_mean_pooling_averages_the_real_tokens_only():
+    """pooling: mean: the head sees the mean of the last layer over real tokens, so extra padding
+    changes nothing; the gating fuser sees that same vector."""
+    from mtkd.models import MeanPooler, sentence_features
+    train = toy_frame(16, 0)
+    spec = models.resolve("tiny-bert")
+    tok = models.load_tokenizer(spec, train_texts=train["text"].tolist())
+    model = models.load_classifier(spec, ["neg", "pos"], layers=1, seed=0, vocab_size=len(tok), pooling="mean").eval()
+    assert isinstance(model.base_model.pooler, MeanPooler)
+    texts = train["text"].tolist()[:4]
+    short = {k: torch.from_numpy(v) for k, v in tok(texts, padding=True, return_tensors="np").items()}
+    long = {k: torch.from_numpy(v) for k, v in tok(texts, padding="max_length", max_length=40,
+                                                     return_tensors="np").items()}
+    with torch.no_grad():
+        a = model(**short, output_hidden_states=True)
+        b = model(**long, output_hidden_states=True)
+        hidden, mask = a.hidden_states[-1], short["attention_mask"]
+        by_hand = torch.stack([hidden[i, mask[i] == 1].mean(0) for i in range(len(texts))])
+        assert torch.allclose(sentence_features(model, a), by_hand, atol=1e-6)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    with pytest.raises(ValueError, match="pooling: mean needs a BERT-family model with a pooler"):
+        models.use_mean_pooling(SimpleNamespace(base_model=torch.nn.Linear(1, 1)))
