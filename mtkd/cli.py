@@ -35,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="the run folder (default outputs/<run_name>)")
     r.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="recompute a stage: teachers, logits, students, sweep, reports")
-    r.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
-                   help="where units of work run (ray needs `pip install mtkd[ray]`)")
+    r.add_argument("--executor", choices=("sequential", "ray", "accelerate"), default="sequential",
+                   help="where units of work run: here one by one; on Ray (`pip install mtkd[ray]`); or shared among "
+                        "the processes of `accelerate launch --multi_gpu --num_processes N -m mtkd.cli run ...` "
+                        "(chosen by itself under such a launch)")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--dry-run", action="store_true",
                    help="validate params, data, models and disk, print the plan and estimates, train nothing")

@@ -30,6 +30,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from . import config, io
+from .accelerate_executor import launch_rank, world_size
 from .pipeline import STAGES, Run, force, log, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ NOTEBOOK_PARAMETERS = {"run_dir", "params_file"}
 RESULT_FILES = ("params.yaml", "master_results.csv", "predictions.parquet", "summary.csv", "comparisons.csv",
                 "success_metrics.json")
 MIN_FREE_BYTES = 2 * 1024**3
+EXECUTORS = ("sequential", "ray", "accelerate")
 RUN_MARKERS = (".lock", "params.yaml")     # a folder holding one of these is an mtkd run folder
 
 
@@ -84,7 +86,7 @@ def check_out_dir(run_dir: Path, min_free: int | None = None) -> None:
                          f"{min_free / 1024**3:.0f} GiB (free space or use --out on another disk)")
 
 
-def _check_model_config(who: str, m, tasks: dict, uses_head: bool = True) -> int | None:
+def _check_model_config(who: str, m, tasks: dict, uses_head: bool = True, pooling: str = "cls") -> int | None:
     """The checkpoint's configuration loads, and a head that carries label names matches every task's
     label order (or can be remapped by name). Returns its number of transformer layers (None when unknown).
     """
@@ -102,6 +104,9 @@ def _check_model_config(who: str, m, tasks: dict, uses_head: bool = True) -> int
             models.label_permutation(getattr(cfg, "id2label", None) or {}, list(task.label_names))
         except ValueError as e:
             raise ValueError(f"{who}.model {m.name!r} on task {name}: {e}") from None
+    if who == "student" and pooling == "mean" and cfg.model_type not in models.MEAN_POOLING_TYPES:
+        raise ValueError(f"student.pooling: mean needs a BERT-family model with a pooler "
+                         f"({', '.join(models.MEAN_POOLING_TYPES)}); {m.name!r} is {cfg.model_type!r}: use pooling: cls")
     return getattr(cfg, "num_hidden_layers", None)
 
 
@@ -133,7 +138,8 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
             raise ValueError(f"{who}.mode: probe needs a pretrained encoder, not {m.name}")
         note = models.check_available(m, strict=strict)
         if note is None and (strict or m.kind != "packaged"):
-            layers = _check_model_config(who, m, tasks, uses_head=spec.get("mode", "finetune") == "finetune")
+            layers = _check_model_config(who, m, tasks, uses_head=spec.get("mode", "finetune") == "finetune",
+                                         pooling=spec.get("pooling", "cls"))
             if who == "student" and layers and run.params.student.layers > layers:
                 raise ValueError(f"student.layers: {run.params.student.layers} but {m.name} has only "
                                  f"{layers} layers")
@@ -222,12 +228,23 @@ def render_html(notebook: Path) -> Path:
     return target
 
 
+def _launched_executor(executor: str) -> str:
+    """Under a multi-process launch (WORLD_SIZE > 1) the processes share the units: the accelerate executor."""
+    if world_size() == 1:
+        return executor
+    if executor == "ray":
+        raise RunError("--executor ray under a multi-process launch (WORLD_SIZE > 1): start `mtkd run` once, "
+                       "Ray places the units itself; or drop --executor ray to share the units among the launched "
+                       "processes")
+    return "accelerate"
+
+
 def _check_args(force_stages, executor: str) -> None:
     for stage in force_stages or []:
         if stage not in (*STAGES, "reports"):
             raise ValueError(f"--force {stage!r}: not a stage; stages: {', '.join((*STAGES, 'reports'))}")
-    if executor not in ("sequential", "ray"):
-        raise ValueError(f"--executor {executor!r}: not an executor; use sequential or ray")
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor {executor!r}: not an executor; use one of {', '.join(EXECUTORS)}")
 
 
 def acquire_lock(run_dir: Path) -> FileLock:
@@ -259,9 +276,10 @@ def run_study(params_path: str, overrides: list[str] | None = None, out: str | N
               force_stages: list[str] | None = None, executor: str = "sequential", address: str | None = None,
               dry_run: bool = False) -> Path:
     params = config.load_params(params_path, overrides)
+    executor = _launched_executor(executor)
     _check_args(force_stages, executor)
     run = Run(params, resolve_out(params, out))
-    if (run.dir / ".lock").is_file() and not dry_run:
+    if (run.dir / ".lock").is_file() and not dry_run and launch_rank() == 0:
         acquire_lock(run.dir).release()             # refuse at once, not after the checks, when a run is going on
     for name in NOTEBOOKS:
         _check_notebook(NOTEBOOK_DIR / f"{name}.ipynb")
@@ -271,33 +289,70 @@ def run_study(params_path: str, overrides: list[str] | None = None, out: str | N
         for line in notes + describe_plan(run):
             print(line)
         return run.dir
+    if executor == "accelerate":
+        return _run_launched(run, params, force_stages)
     run.dir.mkdir(parents=True, exist_ok=True)       # the first write, after every check passed
     lock = acquire_lock(run.dir)
     try:
         t_start = time.time()
-        _start(run, params)
-        for stage in force_stages or []:
-            force(run, stage)
-            log(f"--force {stage}: its cached units are forgotten")
+        _begin(run, params, force_stages)
         if executor == "ray":
             from .ray_executor import run_all
             run_all(run, address=address)
-        for i, name in enumerate(NOTEBOOKS, 1):
-            t0 = time.time()
-            log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
-            nb = execute_notebook(name, run)
-            if params.report.html:
-                render_html(nb)
-            io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1)})
-            log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
-        missing = [f for f in RESULT_FILES if not (run.dir / f).exists()]
-        if missing:
-            raise RunError(f"the notebooks finished but {', '.join(missing)} were not written in {run.dir}")
-        io.write_json(run.dir / ".complete", {"seconds": round(time.time() - t_start, 1),
-                                              "params_hash": config.params_hash(params)})
-        log(f"study finished in {time.time() - t_start:.0f} s: results in {run.dir}")
+        _reports(run, params, t_start)
     finally:
         lock.release()
+    return run.dir
+
+
+def _begin(run: Run, params: config.Params, force_stages: list[str] | None) -> None:
+    _start(run, params)
+    for stage in force_stages or []:
+        force(run, stage)
+        log(f"--force {stage}: its cached units are forgotten")
+
+
+def _reports(run: Run, params: config.Params, t_start: float) -> None:
+    """The notebooks in order (each runs or reuses its stages' units), their HTML, then ``.complete``."""
+    for i, name in enumerate(NOTEBOOKS, 1):
+        t0 = time.time()
+        log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
+        nb = execute_notebook(name, run)
+        if params.report.html:
+            render_html(nb)
+        io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1)})
+        log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
+    missing = [f for f in RESULT_FILES if not (run.dir / f).exists()]
+    if missing:
+        raise RunError(f"the notebooks finished but {', '.join(missing)} were not written in {run.dir}")
+    io.write_json(run.dir / ".complete", {"seconds": round(time.time() - t_start, 1),
+                                          "params_hash": config.params_hash(params)})
+    log(f"study finished in {time.time() - t_start:.0f} s: results in {run.dir}")
+
+
+def _run_launched(run: Run, params: config.Params, force_stages: list[str] | None) -> Path:
+    """Under `accelerate launch` / `torchrun`: the main process holds the lock and starts the run, every
+    process computes its share of the units, then the main process alone runs the notebooks."""
+    from .accelerate_executor import Group, run_all
+    group = Group(cpu=run.ctx.device.type == "cpu")
+    t_start = time.time()
+    lock = None
+    try:
+        errors = []
+        if group.is_main:
+            def begin():
+                nonlocal lock
+                run.dir.mkdir(parents=True, exist_ok=True)
+                lock = acquire_lock(run.dir)
+                _begin(run, params, force_stages)
+            errors = group.run(begin)
+        group.meet(errors, "starting the run")
+        run_all(run)
+        if group.is_main:
+            _reports(run, params, t_start)
+    finally:
+        if lock is not None:
+            lock.release()
     return run.dir
 
 

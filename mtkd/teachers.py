@@ -44,9 +44,18 @@ def _fit_finetune(task, spec, ctx, unit_dir: Path) -> dict:
     enc = encode(tok, train, task.text_fields, _max_length(spec, ctx))
     info = fit(model, enc, train["label"].to_numpy(), TrainConfig.from_params(spec), ctx.seed,
                device=ctx.device, dtype=ctx.dtype, checkpoint_dir=unit_dir, desc=f"teacher {task.name}")
-    model.save_pretrained(unit_dir / "model", safe_serialization=True)
-    tok.save_pretrained(unit_dir / "model")
+    _save_classifier(model, tok, unit_dir / "model")
     return info
+
+
+def _save_classifier(model, tok, folder: Path) -> None:
+    """What ``from_pretrained`` reads back: config, safetensors weights, tokenizer. Not ``save_pretrained``:
+    under a multi-process launch it writes only on rank 0, and here every process saves its own units."""
+    from safetensors.torch import save_model
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tok.save_pretrained(folder)
 
 
 def _logits_finetune(task, spec, ctx, unit_dir: Path, frame) -> np.ndarray:
