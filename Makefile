@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: study test lab bench bench-quick clean-venv
+.PHONY: study test lab bench bench-quick bench-precision clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --full
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+## make bench-precision: the embedded study in bf16 (the default) and in fp32, compared (~1 h on 2 cores)
+bench-precision: $(STAMP)
+	$(BIN)/mtkd run params/embedded.yaml
+	$(BIN)/mtkd run params/embedded.yaml --set precision=fp32 --set run_name=embedded-fp32
+	$(BIN)/python benchmarks/precision.py outputs/embedded-fp32 outputs/embedded --out benchmarks/precision-embedded.json
 
 clean-venv:
 	rm -rf $(VENV)
