@@ -72,7 +72,7 @@ GOALS = {  # name: (direction, goal)
 class Mode:
     name: str
     model: str                 # registry name of student and teachers
-    student_layers: int
+    student_layers: int        # 0 = the study's student (params/embedded.yaml: layers and pooling)
     teacher_layers: int        # 0 = the checkpoint's own depth
     n_train: int               # examples per epoch in the side-by-side rounds
     rounds: int                # timed rounds ...
@@ -90,8 +90,8 @@ class Mode:
 
 MODES = {
     "smoke": Mode("smoke", "tiny-bert", 2, 2, 64, 1, 0, 1, 2, (256, 512), 2, 64, 32, 1, "tiny", False),
-    "quick": Mode("quick", "minilm-l6", 4, 0, 320, 3, 1, 2, 4, (1024, 2048, 4096), 3, 512, 96, 1, "base", False),
-    "full": Mode("full", "minilm-l6", 4, 0, 1200, 5, 1, 3, 10, (1024, 2048, 4096), 5, 1200, 320, 3, "base", True),
+    "quick": Mode("quick", "minilm-l6", 0, 0, 320, 3, 1, 2, 4, (1024, 2048, 4096), 3, 512, 96, 1, "base", False),
+    "full": Mode("full", "minilm-l6", 0, 0, 1200, 5, 1, 3, 10, (1024, 2048, 4096), 5, 1200, 320, 3, "base", True),
 }
 
 
@@ -241,8 +241,10 @@ class Bench:
         return sub, self.labels_all[:n]
 
     def student(self, seed: int = 0):
-        m = models.load_classifier(self.spec, self.label_names, layers=self.mode.student_layers, seed=seed,
-                                   vocab_size=len(self.tok))
+        study = self.mode.student_layers == 0
+        m = models.load_classifier(self.spec, self.label_names, seed=seed, vocab_size=len(self.tok),
+                                   layers=self.student_cfg.layers if study else self.mode.student_layers,
+                                   pooling=self.student_cfg.pooling if study else "cls")
         if self.student_cfg.freeze_embeddings:   # the study's student config; every side trains the same params
             m.get_input_embeddings().weight.requires_grad_(False)
         return m
@@ -264,7 +266,7 @@ class Bench:
     def ours_epoch(self, model, enc, labels, seed, dtype, target) -> dict:
         with step_clock() as rec:
             fit(model, enc, labels, self.train_cfg(), seed, device=CPU, dtype=dtype, target=target)
-        return {**clock_result(rec, enc), "optimizer": "torch.optim.AdamW (default, foreach)"}
+        return {**clock_result(rec, enc), "optimizer": "torch.optim.AdamW (fused)"}
 
 
 # ---------------------------------------------------------------- sections
