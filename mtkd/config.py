@@ -87,6 +87,9 @@ SCHEMA: dict = {
         "tasks": Field("list[str]", help="task registry names (see `mtkd data --list`)", nonempty=True),
         "train_size": Field("int", 0, "training examples per task, stratified subsample (0 = all that remain)", min=0),
         "selection_size": Field("int", 0, "selection examples: every choice is made here (0 = 10 %; GLUE: 2,000 from train)", min=0),
+        "selection_max_share": Field("float", 1.0, "GLUE: the selection carved from train is at most this share of "
+                                     "the task's train split (0.1 leaves MRPC 90 % of its 3,668 examples)",
+                                     min=0.01, max=1.0),
         "test_size": Field("int", 0, "reporting examples, never used for a choice (0 = 20 %; GLUE: all of validation)", min=0),
         "split_seed": Field("int", 0, "seed of the deterministic splits and subsamples", min=0),
         "max_length": Field("int", 64, "max tokens per example", min=8, max=4096),

@@ -481,7 +481,8 @@ def _split_glue(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFram
         test = test.iloc[_stratified_take(test["label"].to_numpy(), test_size, _seed(seed, name, "test"))]
 
     labels = train_df["label"].to_numpy()
-    sel_n = sel_size or GLUE_DEFAULT_SELECTION
+    share = float(_get(data_params, "selection_max_share", 1.0))
+    sel_n = min(sel_size or GLUE_DEFAULT_SELECTION, max(1, int(len(train_df) * share)))
     if sel_n >= len(train_df):
         raise ValueError(f"data.selection_size={sel_size} (selection taken from GLUE train) but {name} has only "
                          f"{_n(len(train_df))} GLUE train examples")

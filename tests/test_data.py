@@ -243,6 +243,12 @@ def test_glue_fixture_other_tasks(tmp_path, name):
     assert task.metrics == (("f1", "accuracy") if name in ("qqp", "mrpc") else ("accuracy",))
 
 
+def test_glue_selection_is_capped_by_its_share_of_train(tmp_path):
+    write_glue_fixture(tmp_path, "mrpc", n_train=2100, n_val=30)
+    task = load_task("mrpc", params(glue_dir=str(tmp_path), selection_size=2000, selection_max_share=0.1))
+    assert len(task.splits["selection"]) == 210 and len(task.splits["train"]) == 1890
+
+
 def test_glue_fixture_writes_hub_layout(tmp_path):
     import pyarrow.parquet as pq
     folder = write_glue_fixture(tmp_path, "sst2", n_train=10, n_val=5, n_test=7)
