@@ -61,6 +61,9 @@ def compare_predictions(reference: pd.DataFrame, candidate: pd.DataFrame, metric
 
 def compare_runs(reference_dir: str | Path, candidate_dir: str | Path) -> dict:
     """Two finished runs of the same study that differ only in precision: the comparison and its verdict."""
+    for d in (reference_dir, candidate_dir):
+        if not (Path(d) / ".complete").exists():
+            raise ValueError(f"{d} is not a finished run (no .complete): finish it with `mtkd run` first")
     a, b = (comparable_params(yaml.safe_load((Path(d) / "params.yaml").read_text())) for d in (reference_dir, candidate_dir))
     if a != b:
         keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

@@ -1,11 +1,12 @@
 """Several processes of one launch (`accelerate launch` / `torchrun`) share the units of a study.
 
-On this CPU-only machine the launcher is `torchrun` with 2 processes: it sets the same environment
-(RANK, WORLD_SIZE, MASTER_ADDR, ...) that `accelerate launch --multi_gpu` sets on a GPU box, and
-`accelerate.PartialState` then joins a gloo process group instead of NCCL.
+On this CPU-only machine `accelerate launch --multi_gpu --num_processes 2` (the documented command)
+starts two processes as on a GPU box; `accelerate.PartialState` joins them in a gloo group instead of
+NCCL. The failure test launches a script with `torchrun`, which sets the same environment.
 """
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -28,10 +29,22 @@ SMALL = ["data.tasks=[trec]", "sweep.enabled=false", "distill.methods=[baseline,
 FLAKY = "students trec/single:tiny_a seed 1"
 
 
-def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+def _launch(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=900)
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args], cwd)
+
+
+def accelerate_launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    with socket.socket() as s:                      # a free port for the group's rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return _launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                    "--main_process_port", str(port), *args], cwd)
 
 
 def test_two_processes_give_the_same_results_as_sequential(tmp_path):
@@ -43,7 +56,7 @@ def test_two_processes_give_the_same_results_as_sequential(tmp_path):
     collect.write_sweep_results(seq)
 
     sets = [a for s in SAME for a in ("--set", s)]
-    done = torchrun("-m", "mtkd.cli", "run", str(SMOKE), *sets, "--out", str(tmp_path / "par"), cwd=tmp_path)
+    done = accelerate_launch("-m", "mtkd.cli", "run", str(SMOKE), *sets, "--out", str(tmp_path / "par"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     par = Run.open(tmp_path / "par")
     assert (par.dir / ".complete").exists()

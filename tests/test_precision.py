@@ -56,6 +56,10 @@ def test_runs_of_different_studies_are_refused(tmp_path):
     for name, over in (("a", []), ("b", ["student.epochs=3"])):
         run = Run(config.load_params(SMOKE, ["data.tasks=[trec]", *over]), tmp_path / name)
         io.write_text(run.dir / "params.yaml", config.dump_params(run.params))
+    with pytest.raises(ValueError, match=r"is not a finished run \(no .complete\)"):
+        compare_runs(tmp_path / "a", tmp_path / "b")
+    for name in ("a", "b"):
+        io.write_json(tmp_path / name / ".complete", {})
     with pytest.raises(ValueError, match=r"not the same study: they differ in \['student'\]"):
         compare_runs(tmp_path / "a", tmp_path / "b")
 
@@ -70,6 +74,7 @@ def test_smoke_study_in_bf16_gives_the_fp32_answers(tmp_path):
         for stage in pipeline.STAGES:
             pipeline.run_stage(run, stage)
         collect.write_results(run)
+        io.write_json(run.dir / ".complete", {})
     result = compare_runs(tmp_path / "fp32", tmp_path / "bf16")
     assert result["total"] == len(pd.read_csv(tmp_path / "fp32" / "summary.csv"))     # every (task, method)
     assert result["within_reference_ci"] == result["total"], result["rows"]
