@@ -33,7 +33,6 @@ def main(argv=None) -> int:
         dtype = pick_precision(params.precision, pick_device(params.device))
         record[side]["resolved"] = "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("float", "fp")
         record[side]["resolved"] = record[side]["resolved"].replace("bfp16", "bf16")
-        record[side]["seconds"] = io.read_json(Path(getattr(args, side)) / ".complete").get("seconds")
     record["code_version"] = pipeline.CODE_VERSION
     record["machine"] = {"processor": platform.processor() or platform.machine(), "torch": torch.__version__,
                          "threads": torch.get_num_threads()}

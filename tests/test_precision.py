@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mtkd import collect, config, io, pipeline
 from mtkd.pipeline import Run
@@ -81,12 +82,15 @@ def test_smoke_study_in_bf16_gives_the_fp32_answers(tmp_path):
     assert result["paired_significant"] == 0
 
 
-def test_embedded_study_in_bf16_gave_the_fp32_answers():
+def test_embedded_study_in_bf16_gave_the_fp32_answers(tmp_path):
     """The record of `make bench-precision` (the embedded study run in bf16 and in fp32 on this machine)."""
     assert RECORD.exists(), f"{RECORD} is missing: run `make bench-precision`"
     record = json.loads(RECORD.read_text())
+    # the recorded params through today's schema (keys added since then take their defaults)
+    io.write_text(tmp_path / "recorded.yaml", yaml.safe_dump({**record["params"], "run_name": "x"}))
+    recorded = comparable_params(config.to_plain(config.load_params(tmp_path / "recorded.yaml")))
     current = comparable_params(config.to_plain(config.load_params(ROOT / "params" / "embedded.yaml")))
-    assert record["params"] == current, ("params/embedded.yaml changed since the bf16/fp32 comparison was "
+    assert recorded == current, ("params/embedded.yaml changed since the bf16/fp32 comparison was "
                                          "recorded: run `make bench-precision` again")
     assert record["code_version"] == pipeline.CODE_VERSION, "the pipeline changed: run `make bench-precision` again"
     assert record["reference"]["precision"] == "fp32" and record["candidate"]["resolved"] == "bf16"
