@@ -268,7 +268,7 @@ def fusion_info(run: Run, task: str) -> dict:
     for name in run.teachers:
         z = np.array(read_logits(run, task, name, "selection")[1])
         scores[name] = score(t.metrics[0], z.argmax(1), labels)
-        temps[name] = float(fit_temperature(torch.from_numpy(z), torch.from_numpy(labels)))
+        temps[name] = float(fit_temperature(torch.from_numpy(z), torch.tensor(labels)))   # labels: a read-only view
     best = max(run.teachers, key=lambda n: (scores[n], -run.teachers.index(n)))
     return {"teachers": run.teachers, "metric": t.metrics[0], "best_teacher": best, "selection_scores": scores,
             "weights": scores, "temperatures": temps}
