@@ -353,13 +353,12 @@ def _run_student(run: Run, unit: Unit) -> None:
     arrays = {}
     for split in EVAL_SPLITS:
         out = predict(model, enc[split], device=run.ctx.device, dtype=run.ctx.dtype,
-                      batch_size=run.params.eval_batch_size,
-                      with_features=gating)
+                      batch_size=run.params.eval_batch_size, with_features=gating)
         if gating:
-            logits, cls = out
+            logits, features = out
             with torch.inference_mode():
                 z = torch.from_numpy(teacher_stack(run, unit.task, split))
-                _, w = target.gate(torch.from_numpy(cls).to(run.ctx.device), z.to(run.ctx.device))
+                _, w = target.gate(torch.from_numpy(features).to(run.ctx.device), z.to(run.ctx.device))
             arrays[f"gate_{split}"] = w.float().cpu().numpy()
         else:
             logits = out

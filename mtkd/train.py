@@ -380,7 +380,7 @@ def predict(model: nn.Module, enc: Encoded, *, device: torch.device, dtype: torc
     from tqdm.auto import tqdm
     model.to(device).eval()
     n = len(enc)
-    logits = cls = None
+    logits = features = None
     for rows in tqdm(length_batches(enc.lengths, batch_size), desc=desc, leave=False,
                      disable=not progress_enabled()):
         batch = collate(enc, rows, device)
@@ -392,10 +392,10 @@ def predict(model: nn.Module, enc: Encoded, *, device: torch.device, dtype: torc
         logits[rows] = z
         if with_features:
             h = sentence_features(model, out).float().cpu().numpy()
-            if cls is None:
-                cls = np.zeros((n, h.shape[1]), dtype=np.float32)
-            cls[rows] = h
-    return (logits, cls) if with_features else logits
+            if features is None:
+                features = np.zeros((n, h.shape[1]), dtype=np.float32)
+            features[rows] = h
+    return (logits, features) if with_features else logits
 
 
 @torch.inference_mode()
