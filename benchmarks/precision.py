@@ -31,8 +31,7 @@ def main(argv=None) -> int:
     for side in ("reference", "candidate"):
         params = config.load_params(Path(getattr(args, side)) / "params.yaml")
         dtype = pick_precision(params.precision, pick_device(params.device))
-        record[side]["resolved"] = "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("float", "fp")
-        record[side]["resolved"] = record[side]["resolved"].replace("bfp16", "bf16")
+        record[side]["resolved"] = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     record["code_version"] = pipeline.CODE_VERSION
     record["machine"] = {"processor": platform.processor() or platform.machine(), "torch": torch.__version__,
                          "threads": torch.get_num_threads()}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -39,15 +38,14 @@ def compare_predictions(reference: pd.DataFrame, candidate: pd.DataFrame, metric
     if len(missing):
         raise ValueError("the two runs do not have the same (task, method) rows: "
                          + ", ".join(f"{r.task}/{r.method}" for r in missing.itertuples()))
+    groups = {name: dict(list(stats._frame(frame, metrics, "test").groupby(["task", "method"])))
+              for name, frame in (("candidate", candidate), ("reference", reference))}
     rows = []
     for r in merged.itertuples():
-        pick = {}
-        for name, frame in (("candidate", candidate), ("reference", reference)):
-            g = frame[(frame["task"] == r.task) & (frame["method"] == r.method) & (frame["split"] == "test")]
-            pick[name] = {int(s): (gs.sort_values("idx")["label"].to_numpy(np.int64),
-                                   gs.sort_values("idx")["pred"].to_numpy(np.int64)) for s, gs in g.groupby("seed")}
-        diff = stats.paired_comparison(pick["candidate"], pick["reference"], r.metric, n_boot, confidence,
-                                       stats._task_rng(0, r.task))
+        where = f"task {r.task!r}, method {r.method!r}"
+        cand_seeds, ref_seeds = (stats._by_seed(groups[name][(r.task, r.method)], f"{name} run, {where}")[1]
+                                 for name in ("candidate", "reference"))
+        diff = stats.paired_comparison(cand_seeds, ref_seeds, r.metric, n_boot, confidence, stats._task_rng(0, r.task))
         rows.append({"task": r.task, "method": r.method, "metric": r.metric,
                      "reference_mean": r.mean_reference, "reference_ci_low": r.ci_low, "reference_ci_high": r.ci_high,
                      "candidate_mean": r.mean_candidate,
