@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: study test lab bench bench-quick bench-precision clean-venv
+.PHONY: study test test-fast lab bench bench-quick bench-precision clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ study: $(STAMP)
 test: $(STAMP)
 	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## make test-fast: the unit tests of every layer alone (no smoke study, no browser; ~1-2 min on 2 cores)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests --ignore=tests/e2e -m "not slow and not browser" $(PYTEST_ARGS)
 
 ## make lab: JupyterLab on the project's kernel and notebooks
 lab: $(STAMP)

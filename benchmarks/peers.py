@@ -115,7 +115,7 @@ def hf_epoch(model, feats: list[dict], tokenizer, *, batch_size: int, lr: float,
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from mtkd.losses import kd_loss
+    from mtkd.kd.losses import kd_loss
 
     class KDTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from mtkd import config, io, pipeline
-from mtkd.precision import compare_runs
-from mtkd.train import pick_device, pick_precision
+from mtkd.study import config, io, pipeline
+from mtkd.report.precision import compare_runs
+from mtkd.kd.devices import pick_device, pick_precision
 
 
 def main(argv=None) -> int:

@@ -7,16 +7,16 @@
 
 What is measured (benchmarks/README.md explains each figure):
 
-* ``speedup_vs_textbrewer``: our cached-logit multi-teacher KD (mtkd.train.fit, teacher logits
+* ``speedup_vs_textbrewer``: our cached-logit multi-teacher KD (mtkd.kd.loop.fit, teacher logits
   computed once and fused) vs TextBrewer's MultiTeacherDistiller with the same three teachers online;
-* ``speedup_vs_hf_trainer``: mtkd.train.fit vs a Hugging Face Trainer subclass adding the same KD loss,
+* ``speedup_vs_hf_trainer``: mtkd.kd.loop.fit vs a Hugging Face Trainer subclass adding the same KD loss,
   DataCollatorWithPadding (dynamic padding), the library's default random batches;
 * ``matmul_peak_fraction``: FLOP/s of our training step at sequence length 128 over the fastest large
   torch matmul (fp32 and bf16 measured, the larger is the peak);
-* logit extraction (mtkd.train.predict) vs a bare forward loop; cost vs number of teachers K, cached vs
+* logit extraction (mtkd.kd.loop.predict) vs a bare forward loop; cost vs number of teachers K, cached vs
   online; the study's student grid projected from the measured per-step figures; peak RSS.
 
-Every side runs on the same texts (Rotten Tomatoes training split from mtkd.data.load_task), the same
+Every side runs on the same texts (Rotten Tomatoes training split from mtkd.data.tasks.load_task), the same
 model, batch size, thread count and precision. Sides are interleaved round by round (one warm-up round
 first, discarded) so that a busy machine slows all of them alike; wall and CPU seconds are both kept.
 """
@@ -50,9 +50,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import peers  # noqa: E402
-from mtkd import config, data, fusion, models  # noqa: E402
-from mtkd.train import (Encoded, KDTarget, TrainConfig, collate, encode, fit, length_batches,  # noqa: E402
-                        pick_precision, predict, set_threads)
+from mtkd.data import models, tasks as data  # noqa: E402
+from mtkd.kd import fusion  # noqa: E402
+from mtkd.kd.devices import pick_precision, set_threads  # noqa: E402
+from mtkd.kd.loop import Encoded, KDTarget, TrainConfig, collate, encode, fit, length_batches, predict  # noqa: E402
+from mtkd.study import config  # noqa: E402
 
 CPU = torch.device("cpu")
 SCHEMA = 1
@@ -109,9 +111,9 @@ def summary(values: list[float]) -> dict:
 
 @contextmanager
 def step_clock():
-    """Stands in for tqdm inside mtkd.train while a fit/predict runs: records when each batch is handed out.
+    """Stands in for tqdm inside mtkd.kd.loop while a fit/predict runs: records when each batch is handed out.
 
-    mtkd.train imports ``tqdm.auto.tqdm`` at call time and only iterates it, so the timing needs no change
+    mtkd.kd.loop imports ``tqdm.auto.tqdm`` at call time and only iterates it, so the timing needs no change
     to the training code. ``marks[i]`` = (wall, cpu) when batch i starts; the last mark is the loop's end.
     """
     import tqdm.auto as ta
@@ -368,7 +370,7 @@ def section_l128(b: Bench, matmul: dict) -> dict:
 
 
 def section_extraction(b: Bench, teacher) -> dict:
-    """mtkd.train.predict vs a bare loop over the same pre-collated, length-sorted batches of 256."""
+    """mtkd.kd.loop.predict vs a bare loop over the same pre-collated, length-sorted batches of 256."""
     enc, _ = b.subset(b.mode.extract_n)
     bs = 256
     batches = [collate(enc, rows, CPU) for rows in length_batches(enc.lengths, bs)]
@@ -440,9 +442,9 @@ def section_vs_peers(b: Bench, teachers: list) -> dict:
     smodel = b.describe_model(st("ours"))
     tmodel = b.describe_model(teachers[0])
     loops = {
-        "ours": "mtkd.train.fit: cached tokens, length-grouped batches (pools of 50 batches, shuffled order), "
+        "ours": "mtkd.kd.loop.fit: cached tokens, length-grouped batches (pools of 50 batches, shuffled order), "
                 "dynamic padding, KD target = average of the 3 teachers' cached logits",
-        "hf_trainer": "transformers.Trainer subclass, compute_loss = mtkd.losses.kd_loss on the same fused "
+        "hf_trainer": "transformers.Trainer subclass, compute_loss = mtkd.kd.losses.kd_loss on the same fused "
                       "logits (a dataset column), DataCollatorWithPadding, random batches (default sampler)",
         "hf_trainer_grouped": "the same with train_sampling_strategy='group_by_length' (HF's own length grouping)",
         "textbrewer": "textbrewer.MultiTeacherDistiller, 3 teachers online every step, DataLoader(shuffle=True) + "
@@ -462,7 +464,7 @@ def section_vs_peers(b: Bench, teachers: list) -> dict:
 
 
 class OnlineTeachers:
-    """Looks like a cached (N, C) logits tensor to mtkd.train.fit, but runs the teachers on each batch.
+    """Looks like a cached (N, C) logits tensor to mtkd.kd.loop.fit, but runs the teachers on each batch.
 
     fit reads ``target.logits[rows]``, so online KD goes through exactly the same loop as cached KD:
     the only difference in time is the teachers' forward passes.
@@ -563,21 +565,21 @@ def _mpnet_cost(b: Bench, enc: Encoded) -> dict:
 
 
 def _tfidf_cost(b: Bench) -> dict:
-    """Seconds per example of the TF-IDF teacher online (transform + logistic head), from mtkd.teachers."""
+    """Seconds per example of the TF-IDF teacher online (transform + logistic head), from mtkd.study.teachers."""
     from sklearn.linear_model import LogisticRegression
 
-    from mtkd.teachers import _tfidf_features, _tfidf_vectorizers
+    from mtkd.study.teachers import tfidf_features, tfidf_vectorizers
     train = b.task.splits["train"]
-    vecs = _tfidf_vectorizers()
+    vecs = tfidf_vectorizers()
     for v in vecs.values():
         v.fit([t for f in b.task.text_fields for t in train[f].tolist()])
-    X = _tfidf_features(vecs, train, b.task.text_fields)
+    X = tfidf_features(vecs, train, b.task.text_fields)
     clf = LogisticRegression(max_iter=200).fit(X, train["label"].to_numpy())
     t0 = time.perf_counter()
     n = 0
     for start in range(0, min(len(train), 320), b.bs):
         part = train.iloc[start:start + b.bs]
-        clf.predict_log_proba(_tfidf_features(vecs, part, b.task.text_fields))
+        clf.predict_log_proba(tfidf_features(vecs, part, b.task.text_fields))
         n += len(part)
     return {"seconds_per_example": (time.perf_counter() - t0) / n}
 
@@ -585,9 +587,10 @@ def _tfidf_cost(b: Bench) -> dict:
 def section_study_grid(b: Bench, peers_fig: dict, l128: dict, kfig: dict, extraction: dict) -> dict:
     """The study's student grid (tasks x methods x seeds x epochs, params/embedded.yaml), cached logits vs
     teachers recomputed online at every step, projected from the per-step figures measured above."""
-    from mtkd.pipeline import Run, plan
+    from mtkd.study.pipeline import Run, plan
     with tempfile.TemporaryDirectory() as tmp:
-        units = plan(Run(b.params, tmp), "students")
+        run = Run(b.params, tmp)
+        units = plan(run, "students")
     seeds = list(b.params.seeds)
     epochs = int(b.student_cfg.epochs)
     # student step cost proportional to padded tokens, from our default loop on Rotten Tomatoes (the three
@@ -633,8 +636,7 @@ def section_study_grid(b: Bench, peers_fig: dict, l128: dict, kfig: dict, extrac
         for u in units:
             if u.task != name:
                 continue
-            used = [] if u.name == "baseline" else ([u.name.split(":", 1)[1]] if u.name.startswith("single:")
-                                                    else teacher_names)
+            used = run.teachers_of(u.name)
             per_epoch_teachers = sum(teacher_cost(t, tt["padded_tokens_per_epoch"], tt["examples"], minilm_tok) for t in used)
             cached += epochs * epoch_student
             online += epochs * (epoch_student + per_epoch_teachers)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Measure candidate changes to mtkd.train.fit without editing it: same loop, one change at a time.
+"""Measure candidate changes to mtkd.kd.loop.fit without editing it: same loop, one change at a time.
 
     python benchmarks/train_variants.py rt   --steps 10 --threads 1   # Rotten Tomatoes batches (the study)
     python benchmarks/train_variants.py l128 --steps 3  --threads 1   # the matmul_peak_fraction step
@@ -31,27 +31,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import run as R  # noqa: E402
-from mtkd import train  # noqa: E402
-
-
-def _native_kernels(attn: str):
-    """fit's kernel swap replaced: the model's own dropout, attention as ``attn``."""
-    def swap(model):
-        old = model.config._attn_implementation
-        model.set_attn_implementation(attn)
-        return lambda: model.set_attn_implementation(old)
-    return swap
 
 
 @contextlib.contextmanager
-def kernels(variant: str):
-    orig = train._cpu_training_kernels
-    if variant in ("native", "sdpa"):
-        train._cpu_training_kernels = _native_kernels("eager" if variant == "native" else "sdpa")
+def attention(model, variant: str):
+    """``native`` / ``sdpa``: the model's own dropout and this attention while fit trains with
+    ``cheap_cpu_kernels=False``; ``base`` and the rest leave the model as it is."""
+    attn = {"native": "eager", "sdpa": "sdpa"}.get(variant)
+    old = model.config._attn_implementation
+    if attn is not None:
+        model.set_attn_implementation(attn)
     try:
-        yield
+        yield attn is None
     finally:
-        train._cpu_training_kernels = orig
+        model.set_attn_implementation(old)
 
 
 def make(b, variant: str):
@@ -85,9 +78,10 @@ def main(argv=None) -> int:
     res = {v: [] for v in variants}
     for r in range(args.rounds + 1):
         for v in variants:
-            with kernels(v):
+            with attention(models[v], v) as cheap:
                 w0, c0 = time.perf_counter(), time.process_time()
-                R.fit(models[v], enc, labels, b.train_cfg(), r, device=R.CPU, dtype=b.dtype, target=target)
+                R.fit(models[v], enc, labels, b.train_cfg(), r, device=R.CPU, dtype=b.dtype, target=target,
+                      cheap_cpu_kernels=cheap)
                 w, c = time.perf_counter() - w0, time.process_time() - c0
             steps = -(-len(enc) // b.bs)
             if r:

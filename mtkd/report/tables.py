@@ -1,0 +1,169 @@
+"""Per-run tables for the analysis notebooks: `mtkd.study.analysis` applied to every task of a finished run.
+
+Each function takes a `mtkd.study.results.RunResults` and returns a tidy frame with a ``task``
+column, ready for `mtkd.report.figures`. The notebooks only call these and draw.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtkd.study import analysis
+from mtkd.study.results import RunResults
+from mtkd.study.methods import Method
+
+
+def _student_matrix(run: RunResults, task: str, split: str, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Method -> predictions (seeds, N) aligned with ``idx`` (the teacher logits' order)."""
+    df = run.student_predictions(task, split)
+    out = {}
+    for method, g in df.groupby("method", sort=False):
+        wide = g.pivot(index="seed", columns="idx", values="pred")
+        out[method] = wide.reindex(columns=idx).to_numpy()
+    return out
+
+
+def _labels(run: RunResults, task: str, split: str, idx: np.ndarray) -> np.ndarray:
+    ex = run.examples(task, split).set_index("idx")
+    return ex.loc[idx, "label"].to_numpy()
+
+
+def confidence(run: RunResults, split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Teacher confidence per task and teacher, and the max-probability histogram."""
+    tables, hists = [], []
+    for task in run.tasks:
+        probs = run.teacher_probs(task, split)
+        tables.append(analysis.teacher_confidence(probs).assign(task=task))
+        hists.append(analysis.confidence_histogram(probs).assign(task=task))
+    return pd.concat(tables, ignore_index=True), pd.concat(hists, ignore_index=True)
+
+
+def confidence_overview(table: pd.DataFrame) -> pd.DataFrame:
+    """The original study's two confidence tables: averaged over teachers per task, and over tasks per teacher."""
+    cols = ["mean_max_prob", "mean_entropy", "pct_high_conf"]
+    per_task = table.groupby("task", sort=False)[cols].mean().reset_index().assign(over="teachers")
+    per_teacher = table.groupby("teacher", sort=False)[cols].mean().reset_index().assign(over="tasks")
+    return pd.concat([per_task.rename(columns={"task": "name"}), per_teacher.rename(columns={"teacher": "name"})],
+                     ignore_index=True)[["over", "name", *cols]]
+
+
+def calibration(run: RunResults, split: str = "test") -> tuple[pd.DataFrame, dict]:
+    """ECE of every teacher, fused target and student (first seed), and their reliability curves."""
+    rows, curves = [], {}
+    for task in run.tasks:
+        idx, _ = run.teacher_logits(task, split)
+        y = _labels(run, task, split, idx)
+        models = {f"teacher:{t}": p for t, p in run.teacher_probs(task, split).items()}
+        models.update({f"target:{f}": p for f, p in run.fused_targets(task, split).items()})
+        preds = run.student_predictions(task, split)
+        for method, g in preds.groupby("method", sort=False):
+            g = g[g["seed"] == g["seed"].min()].set_index("idx").loc[idx]
+            models[method] = np.stack(g["probs"].to_numpy())
+        for name, p in models.items():
+            kind = Method.parse(name).kind
+            rows.append({"task": task, "model": name, "kind": kind,
+                         "ece": analysis.expected_calibration_error(p, y), "accuracy": 100 * (p.argmax(1) == y).mean()})
+            curves[f"{task} | {name}"] = analysis.reliability_curve(p, y)
+    return pd.DataFrame(rows), curves
+
+
+def agreement(run: RunResults, split: str = "test") -> pd.DataFrame:
+    """Share of examples per agreement region and every method's accuracy there (mean over seeds)."""
+    frames = []
+    for task in run.tasks:
+        idx, z = run.teacher_logits(task, split)
+        y = _labels(run, task, split, idx)
+        regions = analysis.agreement_regions(z.argmax(2))
+        methods = {f"teacher:{t}": z[:, k].argmax(1) for k, t in enumerate(run.teachers(task))}
+        methods.update(_student_matrix(run, task, split, idx))
+        frames.append(analysis.accuracy_by_region(regions, y, methods).assign(task=task))
+    return pd.concat(frames, ignore_index=True)
+
+
+def failures(run: RunResults, split: str = "test") -> pd.DataFrame:
+    """Every student's errors by cause, summed over seeds."""
+    frames = []
+    for task in run.tasks:
+        idx, z = run.teacher_logits(task, split)
+        y = _labels(run, task, split, idx)
+        for method, preds in _student_matrix(run, task, split, idx).items():
+            frames.append(analysis.failure_categories(preds, y, z.argmax(2)).assign(task=task, method=method))
+    return pd.concat(frames, ignore_index=True)
+
+
+def diversity(run: RunResults, split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Soft-label diversity per task (on the split students learn from, by default) and the targets' sharpness."""
+    T = float(run.params["distill"]["temperature"])
+    rows, targets = [], []
+    for task in run.tasks:
+        _, z = run.teacher_logits(task, split)
+        d = analysis.soft_label_diversity(z, run.fused_targets(task, split), teacher_names=run.teachers(task))
+        dT = analysis.soft_label_diversity(z, teacher_names=run.teachers(task), temperature=T)
+        rows.append({"task": task, "mean_js": d["mean_js"], "mean_js_norm": d["mean_js_norm"],
+                     f"mean_js_at_T{T:g}": dT["mean_js"], "disagreement_rate": d["disagreement_rate"]})
+        targets.append(d["targets"].assign(task=task))
+    return pd.DataFrame(rows), pd.concat(targets, ignore_index=True)
+
+
+def diversity_and_advantage(run: RunResults, split: str = "train") -> tuple[pd.DataFrame, dict]:
+    """Per task: teacher diversity beside the multi-vs-single advantage (best multi - best single, test,
+    both chosen on selection), and their correlation across tasks."""
+    div, _ = diversity(run, split)
+    comp = run.comparisons
+    head = comp[comp["comparison"] == "best multi vs best single"]
+    adv = head[["task", "diff_pp", "ci_low", "ci_high", "significant"]].rename(columns={"diff_pp": "advantage"})
+    per_task = div.merge(adv, on="task").assign(diversity=lambda d: d["mean_js"])
+    return per_task, analysis.diversity_vs_advantage(per_task)
+
+
+def main_table(run: RunResults) -> pd.DataFrame:
+    """The original study's main table: one row per method, one column per task and AVG,
+    each cell the test mean over seeds with its 95 % interval; significance marks come from comparisons."""
+    s = run.summary
+    tasks = run.tasks
+    order = {"teacher": 0, "baseline": 1, "single": 2, "multi": 3}
+    rows = []
+    for (method, kind), g in sorted(s.groupby(["method", "kind"], sort=False), key=lambda x: order[x[0][1]]):
+        g = g.set_index("task")
+        row = {"method": method, "type": kind}
+        for t in tasks:
+            if t in g.index:
+                r = g.loc[t]
+                row[t] = f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        means = [g.loc[t, "mean"] for t in tasks if t in g.index]
+        row["AVG"] = f"{np.mean(means):.2f}" if len(means) == len(tasks) else ""
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    marks = run.comparisons[run.comparisons["significant"].astype(bool)]
+    for _, c in marks.iterrows():
+        hit = table["method"] == c["a"]
+        if c["task"] in table and hit.any():
+            sign = "+" if c["diff_pp"] > 0 else "-"
+            table.loc[hit, c["task"]] = table.loc[hit, c["task"]] + f" {sign}* vs {c['b']}"
+    return table
+
+
+def verdicts(run: RunResults) -> pd.DataFrame:
+    """Per task: best single, best multi (both chosen on selection), the paired test difference and the verdict."""
+    sm = run.success_metrics
+    rows = []
+    for task, t in sm["tasks"].items():
+        a = t["multi_advantage_pp"]
+        rows.append({"task": task, "metric": t["metric"], "best single": t["best_single"]["method"],
+                     "single": round(t["best_single"]["mean"], 2), "best multi": t["best_multi"]["method"],
+                     "multi": round(t["best_multi"]["mean"], 2), "advantage (pp)": round(a["diff_pp"], 2),
+                     "95% CI": f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]", "p (Holm)": round(a["p_adjusted"], 4),
+                     "gap closed (multi)": t["gap_closed"]["best_multi"], "verdict": t["verdict"]})
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A pipe table (for READMEs and issue notes) without extra dependencies."""
+    cells = [[str(c) for c in frame.columns]] + [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(r) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in frame.columns) + "|")
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,223 @@
+"""Gather finished units into the run's result files (SPEC: outputs of a run).
+
+Every score in ``master_results.csv`` is computed here from the rows of
+``predictions.parquet``, and every interval and test in ``summary.csv``,
+``comparisons.csv`` and ``success_metrics.json`` from the same rows: nothing is
+computed twice in two ways.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtkd.study import io
+from mtkd.study.pipeline import EVAL_SPLITS, SPLITS, Run, plan, read_logits
+from mtkd.study.methods import Method
+
+PROTOCOL = ("Every choice (best single teacher, best multi-teacher fuser, fusion weights, calibration "
+            "temperatures, T and alpha in the sweep) is made on the selection split; the headline numbers "
+            "are on the test split, which is never used for a choice. Students: mean over seeds; intervals: "
+            "bootstrap over test examples and seeds; paired comparisons on the same examples and seeds, "
+            "Holm-adjusted over the whole family of comparisons.")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _rows(task: str, method: str, kind: str, seed: int, split: str, idx, labels, logits) -> pd.DataFrame:
+    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+    return pd.DataFrame({"task": task, "method": method, "kind": kind, "seed": seed, "split": split,
+                         "idx": idx, "label": labels, "pred": logits.argmax(1), "probs": list(probs)})
+
+
+def _labels(run: Run, task: str, split: str, idx: np.ndarray) -> np.ndarray:
+    frame = run.task(task).splits[split]
+    if not np.array_equal(frame["idx"].to_numpy(), idx):
+        raise ValueError(f"{task}/{split}: a unit's predictions are not in the split's idx order; "
+                         "its cache is stale (re-run with --force students)")
+    return frame["label"].to_numpy()
+
+
+def teacher_predictions(run: Run) -> pd.DataFrame:
+    frames = []
+    for task in run.tasks:
+        for t in run.teachers:
+            for split in SPLITS:
+                idx, z = read_logits(run, task, t, split)
+                frames.append(_rows(task, f"teacher:{t}", "teacher", run.params.seeds[0], split, idx,
+                                    _labels(run, task, split, idx), z))
+    return pd.concat(frames, ignore_index=True)
+
+
+def student_predictions(run: Run, stage: str = "students") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions and gate weights of every finished student unit of a stage."""
+    preds, gates = [], []
+    for unit in plan(run, stage):
+        folder = run.unit_dir(unit)
+        if not io.is_done(folder):
+            raise FileNotFoundError(f"{unit.label}: not trained yet ({folder}); run the {stage} stage first")
+        with np.load(folder / "predictions.npz") as arr:
+            for split in EVAL_SPLITS:
+                idx = arr[f"idx_{split}"]
+                rows = _rows(unit.task, unit.name, Method.parse(unit.name).kind, unit.seed, split, idx,
+                             _labels(run, unit.task, split, idx), arr[f"logits_{split}"])
+                if stage == "sweep":
+                    rows = rows.assign(temperature=unit.temperature, alpha=unit.alpha)
+                preds.append(rows)
+                if f"gate_{split}" in arr:
+                    w = arr[f"gate_{split}"]
+                    gates.append(pd.DataFrame({"task": unit.task, "method": unit.name, "seed": unit.seed,
+                                               "split": split, "idx": idx, "weights": list(w),
+                                               "temperature": unit.temperature, "alpha": unit.alpha}))
+    empty = pd.DataFrame(columns=["task", "method", "seed", "split", "idx", "weights"])
+    return (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
+            pd.concat(gates, ignore_index=True) if gates else empty)
+
+
+def score_table(run: Run, predictions: pd.DataFrame, extra_keys: tuple = ()) -> pd.DataFrame:
+    """One row per (task, method, seed, split[, extra]) with the task's headline metric, from predictions."""
+    from mtkd.data.metrics import score
+    keys = ["task", "method", "kind", "seed", "split", *extra_keys]
+    rows = []
+    for key, g in predictions.groupby(keys, sort=False):
+        metric = run.task(key[0]).metrics[0]
+        rows.append({**dict(zip(keys, key)), "metric": metric,
+                     "score": score(metric, g["pred"].to_numpy(), g["label"].to_numpy())})
+    return pd.DataFrame(rows)
+
+
+def headline_metrics(run: Run) -> dict[str, str]:
+    return {t: run.task(t).metrics[0] for t in run.tasks}
+
+
+def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, choice: dict) -> dict:
+    """The headline per task and overall, every number taken from summary / comparisons."""
+    from mtkd.study.analysis import gap_closed
+    tasks = {}
+    for task in run.tasks:
+        s = summary[summary.task == task].set_index("method")
+        teachers = s[s.kind == "teacher"]
+        best_teacher = teachers["mean"].idxmax()
+        c = comparisons[(comparisons.task == task) & (comparisons.a == choice[task]["best_multi"])
+                        & (comparisons.b == choice[task]["best_single"])].iloc[0]
+
+        def entry(method):
+            r = s.loc[method]
+            return {"method": method, "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                    "n_seeds": int(r["n_seeds"])}
+        baseline = s.loc["baseline", "mean"] if "baseline" in s.index else float("nan")
+        diff = {k: float(c[k]) for k in ("diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted")}
+        sig = bool(c["significant"])
+        verdict = ("multi-teacher better" if sig and diff["diff_pp"] > 0 else
+                   "single teacher better" if sig else "no significant difference")
+        tasks[task] = {
+            "metric": run.task(task).metrics[0],
+            "best_teacher": entry(best_teacher),
+            "baseline": entry("baseline") if "baseline" in s.index else None,
+            "best_single": entry(choice[task]["best_single"]),
+            "best_multi": entry(choice[task]["best_multi"]),
+            "multi_advantage_pp": {**diff, "significant": sig},
+            "gap_closed": {k: gap_closed(s.loc[choice[task][k], "mean"], baseline, teachers["mean"].max())
+                           for k in ("best_single", "best_multi")},
+            "verdict": verdict,
+        }
+    adv = [t["multi_advantage_pp"]["diff_pp"] for t in tasks.values()]
+    overall = {
+        "avg_best_teacher": float(np.mean([t["best_teacher"]["mean"] for t in tasks.values()])),
+        "avg_baseline": float(np.mean([t["baseline"]["mean"] for t in tasks.values() if t["baseline"]]))
+        if all(t["baseline"] for t in tasks.values()) else None,
+        "avg_best_single": float(np.mean([t["best_single"]["mean"] for t in tasks.values()])),
+        "avg_best_multi": float(np.mean([t["best_multi"]["mean"] for t in tasks.values()])),
+        "avg_multi_advantage_pp": float(np.mean(adv)),
+        "tasks_multi_better": sum(t["verdict"] == "multi-teacher better" for t in tasks.values()),
+        "tasks_single_better": sum(t["verdict"] == "single teacher better" for t in tasks.values()),
+        "tasks_no_difference": sum(t["verdict"] == "no significant difference" for t in tasks.values()),
+    }
+    return {"protocol": PROTOCOL, "seeds": list(run.params.seeds), "confidence": run.params.stats.confidence,
+            "tasks": tasks, "overall": overall}
+
+
+RESULT_FILES = ("predictions.parquet", "gates.parquet", "master_results.csv", "summary.csv", "comparisons.csv",
+                "choices.json", "success_metrics.json")
+
+
+def results_key(run: Run) -> str:
+    """What the result files depend on: every unit (its folder name holds its params hash) and the stats params."""
+    from mtkd.study.config import params_hash
+    from mtkd.study.pipeline import CODE_VERSION
+    units = [run.unit_dir(u).name for u in plan(run, "students")]
+    teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
+    return params_hash(units, teachers, run.params.stats, CODE_VERSION)
+
+
+def write_results(run: Run) -> dict:
+    """Write predictions, gates, master results, summary, comparisons and success metrics.
+
+    A warm re-run whose units and stats params are unchanged reuses the files (the bootstrap is the
+    slow part); ``results.key`` is written last, so a killed write is redone."""
+    from mtkd.study import stats
+    key = results_key(run)
+    marker = run.dir / "results.key"
+    if marker.exists() and marker.read_text() == key and all((run.dir / f).exists() for f in RESULT_FILES):
+        return io.read_json(run.dir / "success_metrics.json")
+    marker.unlink(missing_ok=True)
+    students, gates = student_predictions(run)
+    predictions = pd.concat([teacher_predictions(run), students], ignore_index=True)
+    master = score_table(run, predictions)
+    metrics = headline_metrics(run)
+    st = run.params.stats
+    summary = stats.summarise(predictions, metrics, split="test", n_boot=st.bootstrap, confidence=st.confidence)
+    choice = {task: {"best_single": stats.choose_best(predictions, metrics, "single")[task],
+                     "best_multi": stats.choose_best(predictions, metrics, "multi")[task]}
+              for task in run.tasks}
+    comparisons = stats.compare(predictions, metrics, choice, split="test", n_boot=st.bootstrap,
+                                confidence=st.confidence, significance=st.significance)
+    success = success_metrics(run, summary, comparisons, choice)
+    io.write_parquet(run.dir / "predictions.parquet", predictions)
+    io.write_parquet(run.dir / "gates.parquet", gates)
+    io.write_csv(run.dir / "master_results.csv", master)
+    io.write_csv(run.dir / "summary.csv", summary)
+    io.write_csv(run.dir / "comparisons.csv", comparisons)
+    io.write_json(run.dir / "choices.json", choice)
+    io.write_json(run.dir / "success_metrics.json", success)
+    io.write_text(marker, key)
+    return success
+
+
+def run_results_stage(run: Run) -> dict:
+    """The results stage, after every unit: the result files of the students and of the sweep, which the
+    notebooks then only read. Refuses to finish when a result file is missing."""
+    io.clear_stage(run.dir, "results")
+    success = write_results(run)
+    write_sweep_results(run)
+    missing = [f for f in RESULT_FILES if not (run.dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"the results stage finished but {', '.join(missing)} were not written in {run.dir}")
+    io.mark_stage(run.dir, "results", {"files": list(RESULT_FILES)})
+    return success
+
+
+def write_sweep_results(run: Run) -> pd.DataFrame | None:
+    """The T x alpha grid's predictions and scores, and each method at its own best setting
+    (picked on the selection split, reported on test)."""
+    if not plan(run, "sweep"):
+        return None
+    preds, gates = student_predictions(run, "sweep")
+    scores = score_table(run, preds, extra_keys=("temperature", "alpha"))
+    io.write_parquet(run.dir / "sweep_predictions.parquet", preds)
+    io.write_csv(run.dir / "sweep_results.csv", scores)
+    return scores
+
+
+def tuned_settings(sweep_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per task and method, the (T, alpha) with the best mean selection score and its test score."""
+    mean = sweep_scores.groupby(["task", "method", "split", "temperature", "alpha"], as_index=False)["score"].mean()
+    sel = mean[mean.split == "selection"].sort_values(["task", "method", "score", "temperature", "alpha"],
+                                                      ascending=[True, True, False, True, True])
+    best = sel.groupby(["task", "method"], as_index=False).first()
+    test = mean[mean.split == "test"].rename(columns={"score": "test_score"}).drop(columns="split")
+    return best.rename(columns={"score": "selection_score"}).drop(columns="split").merge(
+        test, on=["task", "method", "temperature", "alpha"])

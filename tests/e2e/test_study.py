@@ -1,0 +1,166 @@
+"""The smoke study end to end through papermill: SPEC's outputs, recomputable scores, caching, offline HTML."""
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from mtkd.exec.runner import NOTEBOOKS, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = str(ROOT / "params" / "smoke.yaml")
+pytestmark = pytest.mark.slow
+
+
+def remote_resources(html: str) -> list[str]:
+    """src/href of script, link and img tags that point off the page (plotly.js's own source mentions URLs)."""
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            for key, value in attrs:
+                if tag in ("script", "link", "img") and key in ("src", "href") and value and \
+                        value.startswith(("http:", "https:", "//")):
+                    self.found.append(value)
+
+    parser = Tags()
+    parser.found = []
+    parser.feed(html)
+    return parser.found
+
+
+def done_markers(run_dir: Path) -> dict[str, float]:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.glob("cache/**/.done")}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    run_study(SMOKE, out=str(out))
+    return out
+
+
+def test_every_spec_output_exists(smoke):
+    for name in ("params.yaml", "master_results.csv", "predictions.parquet", "success_metrics.json",
+                 "summary.csv", "comparisons.csv", ".complete"):
+        assert (smoke / name).is_file(), name
+    for nb in NOTEBOOKS:
+        assert (smoke / "reports" / f"{nb}.ipynb").is_file()
+        assert (smoke / "reports" / f"{nb}.html").is_file()
+
+
+def test_master_results_schema(smoke):
+    master = pd.read_csv(smoke / "master_results.csv")
+    assert {"task", "method", "kind", "seed", "split", "metric", "score"} <= set(master.columns)
+    assert set(master["kind"]) == {"teacher", "baseline", "single", "multi"}
+    assert not master.duplicated(["task", "method", "seed", "split"]).any()
+    for method, kind in master[["method", "kind"]].drop_duplicates().itertuples(index=False):
+        prefix = {"teacher": "teacher:", "single": "single:", "multi": "multi:"}.get(kind)
+        assert method == "baseline" if kind == "baseline" else method.startswith(prefix)
+    assert master["score"].between(0, 100).all()
+    students = master[master.kind != "teacher"]
+    assert set(students["seed"]) == {1, 2}
+    assert {"average", "weighted", "best_per_sample", "gating", "calibrated_average", "entropy_weighted",
+            "majority_vote", "average_probs"} == {m.split(":")[1] for m in students.method if m.startswith("multi:")}
+    assert set(master[master.task == "trec"]["metric"]) == {"macro_f1"}
+
+
+def test_every_score_is_recomputed_from_predictions(smoke):
+    """Scores recomputed here with scikit-learn, independently of mtkd.data.metrics."""
+    master = pd.read_csv(smoke / "master_results.csv")
+    preds = pd.read_parquet(smoke / "predictions.parquet")
+    assert {"task", "method", "seed", "split", "idx", "label", "pred"} <= set(preds.columns)
+    metric_fn = {"accuracy": lambda y, p: accuracy_score(y, p),
+                 "macro_f1": lambda y, p: f1_score(y, p, average="macro", zero_division=0),
+                 "f1": lambda y, p: f1_score(y, p, zero_division=0)}
+    groups = preds.groupby(["task", "method", "seed", "split"])
+    assert len(groups) == len(master)
+    for row in master.itertuples(index=False):
+        g = groups.get_group((row.task, row.method, row.seed, row.split))
+        assert row.score == pytest.approx(100 * metric_fn[row.metric](g["label"], g["pred"]), abs=1e-9)
+    for _, g in preds.groupby("task"):
+        probs = np.stack(g["probs"].to_numpy())
+        assert np.allclose(probs.sum(1), 1, atol=1e-4)
+        assert (probs.argmax(1) == g["pred"].to_numpy()).all()
+
+
+def test_summary_and_comparisons_agree_with_master(smoke):
+    master = pd.read_csv(smoke / "master_results.csv")
+    summary = pd.read_csv(smoke / "summary.csv")
+    comparisons = pd.read_csv(smoke / "comparisons.csv")
+    assert {"task", "method", "kind", "metric", "mean", "ci_low", "ci_high", "n_seeds"} <= set(summary.columns)
+    assert {"task", "a", "b", "diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted",
+            "significant"} <= set(comparisons.columns)
+    test = master[master.split == "test"]
+    means = test.groupby(["task", "method"])["score"].mean()
+    for row in summary.itertuples(index=False):
+        assert row.mean == pytest.approx(means[(row.task, row.method)], abs=1e-9)
+        assert row.ci_low <= row.mean + 1e-9 and row.mean <= row.ci_high + 1e-9
+    per_seed = test.set_index(["task", "method", "seed"])["score"]
+    for row in comparisons.itertuples(index=False):
+        diff = (per_seed[row.task, row.a] - per_seed[row.task, row.b]).mean()
+        assert row.diff_pp == pytest.approx(diff, abs=1e-9)
+        assert row.p_value <= row.p_adjusted <= 1
+    choices = json.loads((smoke / "choices.json").read_text())
+    for task, choice in choices.items():
+        hit = comparisons[(comparisons.task == task) & (comparisons.a == choice["best_multi"])
+                          & (comparisons.b == choice["best_single"])]
+        assert len(hit) == 1, f"{task}: best multi vs best single is missing"
+        # the choice was made on the selection split, never on test
+        sel = master[(master.task == task) & (master.split == "selection") & (master.kind == "single")]
+        assert choice["best_single"] == sel.groupby("method")["score"].mean().idxmax()
+
+
+def test_success_metrics_are_taken_from_summary_and_comparisons(smoke):
+    sm = json.loads((smoke / "success_metrics.json").read_text())
+    summary = pd.read_csv(smoke / "summary.csv").set_index(["task", "method"])
+    assert "selection split" in sm["protocol"]
+    for task, t in sm["tasks"].items():
+        for key in ("best_single", "best_multi", "best_teacher"):
+            assert t[key]["mean"] == pytest.approx(summary.loc[(task, t[key]["method"]), "mean"])
+        assert t["verdict"] in {"multi-teacher better", "single teacher better", "no significant difference"}
+    assert sm["overall"]["avg_best_single"] == pytest.approx(
+        np.mean([t["best_single"]["mean"] for t in sm["tasks"].values()]))
+
+
+def test_gates_are_saved_for_the_gating_student(smoke):
+    gates = pd.read_parquet(smoke / "gates.parquet")
+    assert set(gates["method"]) == {"multi:gating"}
+    w = np.stack(gates["weights"].to_numpy())
+    assert w.shape[1] == 3 and np.allclose(w.sum(1), 1, atol=1e-5)
+
+
+def test_reports_are_executed_and_offline(smoke):
+    for nb in NOTEBOOKS:
+        node = nbformat.read(smoke / "reports" / f"{nb}.ipynb", as_version=4)
+        assert any("parameters" in c.metadata.get("tags", []) for c in node.cells)
+        assert all(c.get("execution_count") for c in node.cells if c.cell_type == "code")
+        html = (smoke / "reports" / f"{nb}.html").read_text()
+        assert not remote_resources(html), f"{nb}.html loads {remote_resources(html)}"
+    figures = (smoke / "reports" / "08_summary.html").read_text().count('class="plotly-graph-div"')
+    assert figures >= 4
+
+
+def test_warm_rerun_reuses_every_unit(smoke):
+    before = done_markers(smoke)
+    master = (smoke / "master_results.csv").read_text()
+    run_study(SMOKE, out=str(smoke))
+    assert done_markers(smoke) == before          # nothing recomputed
+    assert (smoke / "master_results.csv").read_text() == master
+
+
+def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):
+    before = done_markers(smoke)
+    run_study(SMOKE, ["distill.alpha=0.5", "sweep.enabled=false", "data.tasks=[trec]"], out=str(smoke))
+    after = done_markers(smoke)
+    teachers = {k for k in before if k.startswith("cache/teachers/")}
+    assert teachers and all(after[k] == before[k] for k in teachers)      # teachers reused
+    new = set(after) - set(before)
+    assert new and all(k.startswith("cache/students/trec/") for k in new)  # only trec students retrained
