@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-os.environ.setdefault("MTKD_BATCH", "1")          # no progress bars from mtkd
 os.environ.setdefault("TQDM_DISABLE", "1")        # nor from the peers
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
 
 # The environment tests (and the `mtkd` subprocesses they start) run in: the hub off, no progress bars.
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MTKD_BATCH": "1"}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ def smoke_params() -> Path:
 
 @pytest.fixture
 def offline_env(monkeypatch) -> dict[str, str]:
-    """HF_HUB_OFFLINE=1 (and friends) and MTKD_BATCH=1 for this test; returns a full environment for subprocesses."""
+    """HF_HUB_OFFLINE=1 (and friends) for this test; returns a full environment for subprocesses."""
     for key, value in OFFLINE_ENV.items():
         monkeypatch.setenv(key, value)
     return subprocess_env()

@@ -57,8 +57,8 @@ def import_ray():
 
 
 def worker_env(run_device: str) -> dict[str, str]:
-    """Environment of every worker: offline switches as in the driver, batch mode (no progress bars)."""
-    env = {"MTKD_BATCH": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    """Environment of every worker: offline switches as in the driver (run_unit opens runs without progress bars)."""
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
     for key in PASSTHROUGH_ENV:
         if key in os.environ and key not in env:
             env[key] = os.environ[key]
