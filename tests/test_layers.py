@@ -77,3 +77,17 @@ def test_the_api_of_the_spec_stays():
     from mtkd.losses import kd_loss
     assert callable(kd_loss) and callable(fuse) and callable(explore) and isinstance(FUSERS, dict)
     assert {"average", "weighted", "best_per_sample", "gating"} <= set(FUSERS) and GatingFusion
+
+
+def test_design_lists_every_module():
+    """docs/design.md's module table names every module of the tree, and no module that is not there."""
+    import re
+    text = (PKG.parent / "docs" / "design.md").read_text()
+    table = text[text.index("| module | what it holds |"):]
+    table = table[:table.index("\n\n")]
+    listed = set(re.findall(r"`(mtkd\.[a-z_]+\.[a-z_]+)`", table))
+    modules = {"mtkd." + ".".join(p.relative_to(PKG).with_suffix("").parts)
+               for layer in LAYERS for p in (PKG / layer).glob("*.py") if p.name != "__init__.py"}
+    modules |= {f"mtkd.{layer}.{d.name}" for layer in LAYERS for d in (PKG / layer).iterdir()
+                if (d / "__init__.py").exists()}
+    assert listed == modules, f"missing from design.md: {sorted(modules - listed)}; not in the tree: {sorted(listed - modules)}"
