@@ -171,6 +171,7 @@ def _diagnose(desc: str, where: str, parts: list, loss: torch.Tensor, model: nn.
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     """Write the epoch checkpoint atomically (a killed write leaves the previous one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
