@@ -6,24 +6,28 @@ runner passes ``run_dir`` (with the resolved ``params.yaml`` inside); interactiv
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from . import config, io
+from . import config, io, tables
 from .pipeline import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def setup_plotly() -> None:
-    """Figures carry plotly.js inline (no CDN): the HTML reports work offline, JupyterLab renders natively."""
+    """JupyterLab renders plotly's JSON natively; the batch runner's pages draw the same JSON with one shared
+    plotly.js (`mtkd.pages`), so batch outputs skip the 4 MB inline copy the "notebook" renderer adds."""
     import plotly.io as pio
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = "plotly_mimetype" if os.environ.get("MTKD_BATCH") else "plotly_mimetype+notebook"
 
 
 def open_run(params_file: str | None, run_dir: str | None = None) -> Run:
+    """The run of a notebook; also makes every displayed table read like a paper (`mtkd.tables.paper`)."""
     setup_plotly()
+    tables.use_for_dataframes()
     if run_dir:
         return Run.open(run_dir)
     params = config.load_params(params_file)
@@ -91,3 +95,15 @@ def fusion_table(run: Run) -> pd.DataFrame:
 
 def load_summary(run: Run) -> pd.DataFrame:
     return pd.read_csv(run.dir / "summary.csv")
+
+
+def explorer(run_dir, task: str | None = None):
+    """The disagreement explorer: the ipywidgets one in JupyterLab; under the batch runner, whose pages have no
+    kernel, a link to the run's static ``explorer.html`` beside the pages."""
+    if os.environ.get("MTKD_BATCH"):
+        from IPython.display import HTML
+        return HTML('<p class="mtkd-explorer-link"><a href="explorer.html"><b>Open the disagreement explorer</b></a> '
+                    "(every test and selection example of this run: filter by task, agreement region, student, "
+                    "right / wrong and error cause; sort by teacher disagreement; no kernel needed).</p>")
+    from .explorer import explore
+    return explore(run_dir, task=task)

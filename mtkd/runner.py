@@ -21,7 +21,6 @@ Reliability contract (issue 9):
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from . import config, io
+from . import config, freshness, io, pages, quiet
 from .accelerate_executor import launch_rank, world_size
 from .pipeline import STAGES, Run, force, log, plan
 
@@ -43,9 +42,6 @@ RESULT_FILES = ("params.yaml", "master_results.csv", "predictions.parquet", "sum
 MIN_FREE_BYTES = 2 * 1024**3
 EXECUTORS = ("sequential", "ray", "accelerate")
 RUN_MARKERS = (".lock", "params.yaml")     # a folder holding one of these is an mtkd run folder
-
-
-_REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
 
 
 class RunError(RuntimeError):
@@ -190,14 +186,16 @@ def execute_notebook(name: str, run: Run) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     env_batch = os.environ.get("MTKD_BATCH")
     os.environ["MTKD_BATCH"] = "1"
+    stderr = quiet.KernelStderr(freshness.keys_dir(run.dir) / f"{name}.stderr.log")
     try:
         papermill.execute_notebook(str(src), str(out), parameters={"run_dir": str(run.dir),
                                                                    "params_file": str(run.dir / "params.yaml")},
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name=kernel_name(),
-                                   stderr_file=sys.stderr)
+                                   stderr_file=stderr, extra_arguments=quiet.KERNEL_ARGUMENTS)
     except PapermillExecutionError as e:
+        more = f"; its other stderr lines are in {stderr.log_path}" if stderr.hidden else ""
         raise RunError(f"{name}.ipynb failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partly "
-                       f"executed notebook is kept at {out}") from e
+                       f"executed notebook is kept at {out}{more}") from e
     except Exception as e:
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
         if isinstance(e, (DeadKernelError, CellTimeoutError)):
@@ -206,6 +204,7 @@ def execute_notebook(name: str, run: Run) -> Path:
                            "resume") from e
         raise
     finally:
+        stderr.close()
         if env_batch is None:
             os.environ.pop("MTKD_BATCH", None)
         else:
@@ -213,19 +212,9 @@ def execute_notebook(name: str, run: Run) -> Path:
     return out
 
 
-def render_html(notebook: Path) -> Path:
-    """A self-contained HTML page: plotly.js is inline in the notebook outputs, nothing comes from a CDN."""
-    import nbformat
-    from nbconvert import HTMLExporter
-    nb = nbformat.read(notebook, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nb)
-    body = _REMOTE_SCRIPT.sub("", body)   # require.js/MathJax of the template and of plotly: not needed, not offline
-    target = notebook.with_suffix(".html")
-    io.write_text(target, body)
-    return target
+def render_html(notebook: Path, show_code: bool = False) -> Path:
+    """The notebook's page (code hidden unless ``show_code``; one shared plotly.js): `mtkd.pages`."""
+    return pages.render_notebook(notebook, show_code=show_code)
 
 
 def _launched_executor(executor: str) -> str:
@@ -313,21 +302,64 @@ def _begin(run: Run, params: config.Params, force_stages: list[str] | None) -> N
 
 
 def _reports(run: Run, params: config.Params, t_start: float) -> None:
-    """The notebooks in order (each runs or reuses its stages' units), their HTML, then ``.complete``."""
-    for i, name in enumerate(NOTEBOOKS, 1):
-        t0 = time.time()
-        log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
-        nb = execute_notebook(name, run)
-        if params.report.html:
-            render_html(nb)
-        io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1)})
-        log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
+    """The notebooks in order, each executed only when its key changed (`mtkd.freshness`), their pages,
+    the static explorer and the index, then ``.complete``."""
+    code = freshness.code_digest()
+    html, show_code = params.report.html, params.report.show_code
+    done: list[tuple[str, float | None]] = []          # notebooks finished in this invocation, executed or not
+    listing = []
+    try:
+        for i, name in enumerate(NOTEBOOKS, 1):
+            t0 = time.time()
+            src, nb = NOTEBOOK_DIR / f"{name}.ipynb", run.dir / "reports" / f"{name}.ipynb"
+            state = freshness.status(run.dir, name, freshness.keys(src, params, freshness.inputs_digest(run.dir),
+                                                                   code), html)
+            seconds = None
+            if state == "execute":
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
+                execute_notebook(name, run)
+                seconds = round(time.time() - t0, 1)
+            if html and state != "fresh":
+                render_html(nb, show_code=show_code)
+            done.append((name, seconds))
+            io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1), "state": state})
+            if state == "execute":
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
+            else:
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: unchanged since its last run, "
+                    + ("page re-rendered" if state == "render" else "reused"))
+            listing.append({"name": name, "title": pages.notebook_title(nb), "seconds": seconds,
+                            "status": {"execute": "executed", "render": "re-rendered", "fresh": "reused"}[state]})
+    finally:
+        inputs = freshness.inputs_digest(run.dir)           # as this invocation's notebooks left them
+        for name, seconds in done:
+            freshness.record(run.dir, name, freshness.keys(NOTEBOOK_DIR / f"{name}.ipynb", params, inputs, code),
+                             seconds)
     missing = [f for f in RESULT_FILES if not (run.dir / f).exists()]
     if missing:
         raise RunError(f"the notebooks finished but {', '.join(missing)} were not written in {run.dir}")
+    if html:
+        _shared_pages(run, listing, code, t_start)
     io.write_json(run.dir / ".complete", {"seconds": round(time.time() - t_start, 1),
                                           "params_hash": config.params_hash(params)})
     log(f"study finished in {time.time() - t_start:.0f} s: results in {run.dir}")
+
+
+def _shared_pages(run: Run, listing: list[dict], code: str, t_start: float) -> None:
+    """``reports/explorer.html`` (rebuilt when the run's files or the code changed) and ``reports/index.html``."""
+    from .static_explorer import write_explorer
+    target = run.dir / "reports" / "explorer.html"
+    key = {"execute": config.params_hash("explorer", freshness.inputs_digest(run.dir), code)}
+    if freshness.stale(run.dir, "explorer", key, target):
+        t0 = time.time()
+        write_explorer(run.dir, target)
+        freshness.record(run.dir, "explorer", key, round(time.time() - t0, 1))
+        log(f"explorer.html written in {time.time() - t0:.0f} s ({target.stat().st_size / 1e6:.1f} MB)")
+    for p in listing:
+        if p["seconds"] is None:
+            p["seconds"] = freshness.last_seconds(run.dir, p["name"])
+    pages.write_index(run.dir, listing, total_seconds=time.time() - t_start)
+    log(f"report index: {run.dir / 'reports' / 'index.html'}")
 
 
 def _run_launched(run: Run, params: config.Params, force_stages: list[str] | None) -> Path:
