@@ -87,7 +87,8 @@ class Run:
             self._tasks = {}
         if name not in self._tasks:
             from .data import load_task
-            self._tasks[name] = load_task(name, self.params.data)
+            from .prepared import prepared_task
+            self._tasks[name] = prepared_task(self.dir, name, self.data_key(name)) or load_task(name, self.params.data)
         return self._tasks[name]
 
     # ------------------------------------------------------------ hashes: what each unit depends on

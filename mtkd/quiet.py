@@ -3,10 +3,10 @@
 The notebook kernel's stderr stream (every cell's warnings and log lines) goes through
 :class:`KernelStderr`: lines of mtkd (``mtkd: ...``) and lines that report an error go to
 the terminal, everything else to a log file beside the run's keys, so nothing is lost.
-:data:`KERNEL_ARGUMENTS` starts the kernel at log level ERROR, which silences the
-kernel's own start-up warnings (``Kernel is running over TCP without encryption``)
-while its errors still reach the terminal. A cell that raises still stops the run with
-its error (the runner's RunError), whatever is filtered here.
+:data:`KERNEL_ARGUMENTS` starts the kernel app at log level CRITICAL: its own log lines
+(``Kernel is running over TCP without encryption`` at start, ``KeyboardInterrupt caught`` at
+shut-down) are not about the study. A cell that raises, or a kernel that dies, still stops
+the run with its error (the runner's RunError), whatever is filtered here.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 SHOWN = re.compile(r"^(mtkd: |Traceback \(most recent call last\)|\w*(Error|Exception)\b|.*\bERROR\b)")
 
 

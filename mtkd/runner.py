@@ -28,6 +28,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+# jsonschema compiles rfc3987_syntax's grammars when imported (5-15 s, on every `mtkd run`) for an "iri" format
+# check nbformat never asks for: without it jsonschema skips that one check.
+sys.modules.setdefault("rfc3987_syntax", None)
+
 from . import config, freshness, io, pages, quiet
 from .accelerate_executor import launch_rank, world_size
 from .pipeline import STAGES, Run, force, log, plan
@@ -112,11 +116,10 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
     Writes nothing (the run folder is not created here): a failed check leaves no trace.
     """
     from . import models
-    from .data import load_task
     notes = []
     tasks = {}
     for name in run.tasks:
-        task = load_task(name, run.params.data)       # validates files, columns, texts, labels, idx, splits
+        task = run.task(name)          # validates files, columns, texts, labels, idx, splits (or the run's prepared copy)
         if task.num_labels < 2:
             raise ValueError(f"data.tasks: {name} has fewer than two labels")
         for split, frame in task.splits.items():

@@ -115,9 +115,10 @@
     `<span class="bar"><span style="width:${v}%;background:${color}"></span></span> <span class="num">${(v / 100).toFixed(2)}</span>`);
   function probRow(label, kind, probs, y, names, pred, note) {
     const color = COLORS[kind] || "#555";
+    if (pred === null && probs) pred = probs.indexOf(Math.max(...probs));     // fused targets: their argmax
     const cells = probs ? probs.map((v) => `<td>${bar(v, color)}</td>`).join("") : names.map(() => '<td class="muted">·</td>').join("");
     const mark = pred === null || pred < 0 ? "" : (pred === y ? '<span class="ok">&#10003;</span>' : '<span class="bad">&#10007;</span>');
-    const name = pred === null ? "&mdash;" : (pred < 0 ? "&mdash;" : esc(names[pred]));
+    const name = pred === null || pred < 0 ? "&mdash;" : esc(names[pred]);
     return `<tr><td style="white-space:nowrap"><span style="color:${color}">&#9632;</span> ${esc(label)}</td>${cells}` +
            `<td>${name} ${mark}</td><td class="note">${esc(note || "")}</td></tr>`;
   }
