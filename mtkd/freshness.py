@@ -32,9 +32,16 @@ def keys_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "cache" / "reports"
 
 
+_DIGESTS: dict[tuple, str] = {}     # (path, size, mtime_ns) -> sha256: each file is read once per process
+
+
 def _file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _DIGESTS[key]
 
 
 def code_digest() -> str:

@@ -29,7 +29,7 @@ body { max-width: 1180px; margin: 0 auto; }
 .mtkd-nav { font: 13px system-ui, sans-serif; padding: 8px 16px; border-bottom: 1px solid #ddd; }
 .mtkd-nav a { margin-right: 14px; }
 table.mtkd-table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
-table.mtkd-table th, table.mtkd-table td { padding: 3px 10px; border-bottom: 1px solid #e3e3e3; }
+table.mtkd-table th, table.mtkd-table td { padding: 3px 10px; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
 table.mtkd-table th { border-bottom: 1px solid #999; }
 """
 
@@ -127,7 +127,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
        margin: 0 auto; padding: 12px 20px 40px; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
 table.mtkd-table { border-collapse: collapse; font-size: 13px; }
-table.mtkd-table th, table.mtkd-table td { padding: 3px 10px; border-bottom: 1px solid #e3e3e3; text-align: left; }
+table.mtkd-table th, table.mtkd-table td { padding: 3px 10px; border-bottom: 1px solid #e3e3e3; text-align: left; white-space: nowrap; }
 table.mtkd-table th { border-bottom: 1px solid #999; }
 pre { background: #f6f6f6; padding: 10px; font-size: 12px; max-height: 420px; overflow: auto; }
 ul.mtkd-pages li { margin: 3px 0; } .muted { color: #777; }

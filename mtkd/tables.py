@@ -4,7 +4,8 @@
 carries data becomes columns), column names in words, scores to two decimals and small
 quantities (probabilities, entropies, divergences) to three or four, p-values to three
 (``< 0.001`` below), counts with thousands separators, booleans as yes / no, and every
-``ci_low``/``ci_high`` pair merged into one ``95 % CI`` column written ``[lo, hi]``.
+``ci_low``/``ci_high`` pair merged into one ``95 % CI`` column written ``[lo, hi]``;
+fractions the figures show in percent (gap closed) are shown in percent too.
 
 :func:`use_for_dataframes` makes it the HTML view of every DataFrame a notebook displays
 (`mtkd.notebook.open_run` calls it), so notebooks need no per-table code; ``text/plain``
@@ -37,6 +38,7 @@ WORDS: dict[str, tuple[str, int | None]] = {
     "weight": ("weight", 3), "calibration T": ("calibration T", 2), "over": ("averaged over", None),
     "name": ("name", None), "region": ("agreement region", None), "category": ("cause", None),
 }
+IDENTIFIERS = ("seed", "idx")              # integers that name something: no thousands separator
 INTERVAL = ("ci_low", "ci_high")
 INTERVAL_NAME = "95 % CI"
 
@@ -51,13 +53,18 @@ def words(column) -> str:
     return key.replace("_", " ")
 
 
+PERCENT_OF_ONE = {"gap_closed": "gap closed (%)", "gap closed (multi)": "gap closed by multi (%)",
+                  "gap closed (single)": "gap closed by single (%)"}   # fractions shown in percent, like the charts
+P_VALUES = ("p", "p (Holm)")
+
+
 def _decimals(column, values: pd.Series) -> int:
-    """Registry decimals, else two for numbers of order one or more, four for small ones (|x| < 1)."""
+    """Registry decimals, else two; four when every value is small (|x| < 0.05) so it does not read as 0.00."""
     spec = WORDS.get(str(column), (None, None))[1]
     if spec is not None:
         return spec
-    finite = values[np.isfinite(values.astype(float))]
-    return 2 if finite.empty or finite.abs().max() >= 1 else 4
+    finite = values[np.isfinite(values.astype(float))].abs()
+    return 4 if len(finite) and 0 < finite.max() < 0.05 else 2
 
 
 def _number(v, decimals: int, p_value: bool = False) -> str:
@@ -95,10 +102,12 @@ def formatted(frame: pd.DataFrame, interval_decimals: int = 2) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(s):
             out[words(col)] = s.map({True: "yes", False: "no"})
         elif pd.api.types.is_integer_dtype(s):
-            out[words(col)] = s.map(lambda v: f"{v:,}" if str(col) not in ("seed",) else str(v))
+            out[words(col)] = s.map(lambda v: str(v) if str(col) in IDENTIFIERS else f"{v:,}")
+        elif pd.api.types.is_float_dtype(s) and str(col) in PERCENT_OF_ONE:
+            out[PERCENT_OF_ONE[str(col)]] = (100 * s).map(lambda v: _number(v, 1))
         elif pd.api.types.is_float_dtype(s):
-            d = _decimals(col, s)
-            p = str(col) in ("p_value", "p_adjusted")
+            p = words(col) in P_VALUES
+            d = 3 if p else _decimals(col, s)
             out[words(col)] = s.map(lambda v, d=d, p=p: _number(v, d, p))
         else:
             out[words(col)] = s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
@@ -109,13 +118,14 @@ def paper(frame: pd.DataFrame, caption: str | None = None):
     """A pandas Styler of :func:`formatted`: no index, words for names, numbers right-aligned."""
     text = formatted(frame)
     flat = _flatten(frame)
-    numeric = [words(c) for c in flat.columns
+    numeric = [PERCENT_OF_ONE.get(str(c), words(c)) for c in flat.columns
                if pd.api.types.is_numeric_dtype(flat[c]) and not pd.api.types.is_bool_dtype(flat[c])]
     styler = text.style.hide(axis="index")
     styler = styler.set_table_attributes('class="mtkd-table"')
     styler = styler.set_properties(subset=[c for c in numeric if c in text.columns],
                                    **{"text-align": "right", "font-variant-numeric": "tabular-nums"})
     styler = styler.set_table_styles([{"selector": "th", "props": [("text-align", "left")]},
+                                      {"selector": "td", "props": [("text-align", "left")]},
                                       {"selector": "caption", "props": [("caption-side", "top"), ("text-align", "left"),
                                                                         ("font-weight", "600")]}])
     if caption:

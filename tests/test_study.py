@@ -178,7 +178,7 @@ def test_shared_pages_and_their_budget(smoke):
         if 'class="plotly-graph-div"' in text:
             assert '<script src="plotly.min.js"' in text
         assert "params_file" not in text and "injected-parameters" not in text      # no parameters cells
-        assert "import mtkd" not in text and "from mtkd" not in text                # code hidden by default
+        assert "mtkd.notebook" not in text and "open_run" not in text               # code hidden by default
         for table in re.findall(r"<table.*?</table>", text, flags=re.S):
             assert not re.search(r"\d\.\d{5,}", table), f"{nb}: a raw float in a table"
             assert "ci_low" not in table and "diff_pp" not in table                 # column names in words
@@ -202,10 +202,10 @@ def test_no_change_rerun_executes_no_notebook(smoke):
 def test_a_report_only_param_re_renders_without_executing(smoke):
     run_study(SMOKE, ["report.show_code=true"], out=str(smoke))
     assert set(report_states(smoke).values()) == {"render"}
-    assert "import mtkd" in (smoke / "reports" / "04_confidence.html").read_text()
+    assert "open_run" in (smoke / "reports" / "04_confidence.html").read_text()          # the code is shown
     run_study(SMOKE, out=str(smoke))
     assert set(report_states(smoke).values()) == {"render"}
-    assert "import mtkd" not in (smoke / "reports" / "04_confidence.html").read_text()
+    assert "open_run" not in (smoke / "reports" / "04_confidence.html").read_text()
 
 
 def test_an_edited_notebook_alone_re_executes_and_the_terminal_stays_quiet(smoke, tmp_path, monkeypatch, capfd):

@@ -24,7 +24,8 @@ def test_p_values_booleans_counts_and_small_quantities():
     assert out["significant"].tolist() == ["yes", "no"]
     assert out["examples"].tolist() == ["1,000", "52"]
     assert out["mean JS divergence (nats)"].tolist() == ["0.0123", "0.5000"]
-    assert out["gap closed"].tolist() == ["0.19", "1.50"]          # unknown column with |x| >= 1: two decimals
+    assert out["gap closed (%)"].tolist() == ["18.5", "150.0"]     # in percent, as the gap-closed chart
+    assert "gap closed" not in out.columns
 
 
 def test_index_that_carries_data_becomes_columns():
@@ -53,3 +54,11 @@ def test_words(name, expected):
 def test_nan_interval_is_blank():
     out = formatted(pd.DataFrame({"mean": [1.0], "ci_low": [np.nan], "ci_high": [2.0]}))
     assert out["95 % CI"].tolist() == [""]
+
+
+def test_unknown_columns_two_decimals_unless_all_tiny_and_p_named_in_words():
+    out = formatted(pd.DataFrame({"advantage (pp)": [-0.57, 0.0], "drift": [0.0123, 0.004],
+                                  "p (Holm)": [0.0002, 1.0]}))
+    assert out["advantage (pp)"].tolist() == ["-0.57", "0.00"]
+    assert out["drift"].tolist() == ["0.0123", "0.0040"]
+    assert out["p (Holm)"].tolist() == ["< 0.001", "1.000"]
