@@ -325,6 +325,8 @@ def _reports(run: Run, params: config.Params, t_start: float) -> None:
             if html and state != "fresh":
                 render_html(nb, show_code=show_code)
             done.append((name, seconds))
+            freshness.record(run.dir, name, freshness.keys(src, params, freshness.inputs_digest(run.dir), code),
+                             seconds)           # kept if the run is killed later; re-recorded at the end
             io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1), "state": state})
             if state == "execute":
                 log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
