@@ -31,7 +31,7 @@ WORDS: dict[str, tuple[str, int | None]] = {
     "pct_high_conf": ("% with max probability > 0.95", 1), "ece": ("calibration error (ECE)", 4),
     "accuracy": ("accuracy (%)", 2), "mean_js": ("mean JS divergence (nats)", 4),
     "mean_js_norm": ("mean JS divergence / ln 2", 4), "disagreement_rate": ("disagreement rate", 3),
-    "mean_one_minus_max": ("mean 1 - max probability", 4), "entropy": ("mean entropy (nats)", 4),
+    "mean_one_minus_max": ("mean 1 - max probability", 4), "entropy": ("entropy (nats)", 4),
     "n_per_seed": ("errors per seed", 1), "share": ("share (%)", 1), "advantage": ("advantage (pp)", 2),
     "diversity": ("diversity (mean JS)", 4), "temperature": ("temperature T", None), "alpha": ("alpha", None),
     "seconds": ("seconds", 0), "final train loss": ("final train loss", 3), "selection score": ("selection score (%)", 2),
@@ -86,10 +86,17 @@ def _flatten(frame: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+class _Columns(dict):
+    """Output columns: a second column that would get the same words keeps its own name instead."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(f"{key} ({len(self)})" if key in self else key, value)
+
+
 def formatted(frame: pd.DataFrame, interval_decimals: int = 2) -> pd.DataFrame:
     """The frame as strings, columns in words, intervals merged: what :func:`paper` shows."""
     df = _flatten(frame)
-    out = {}
+    out = _Columns()
     for col in df.columns:
         if col == INTERVAL[1] and INTERVAL[0] in df.columns:
             continue

@@ -62,3 +62,8 @@ def test_unknown_columns_two_decimals_unless_all_tiny_and_p_named_in_words():
     assert out["advantage (pp)"].tolist() == ["-0.57", "0.00"]
     assert out["drift"].tolist() == ["0.0123", "0.0040"]
     assert out["p (Holm)"].tolist() == ["< 0.001", "1.000"]
+
+
+def test_two_columns_with_the_same_words_are_both_kept():
+    out = formatted(pd.DataFrame({"entropy": [0.5], "mean_entropy": [0.25]}))
+    assert len(out.columns) == 2 and out.iloc[0].tolist() == ["0.5000", "0.250"]
