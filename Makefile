@@ -4,12 +4,13 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 PARAMS    ?= params/embedded.yaml
+RUN       ?= outputs/embedded
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: study test test-fast lab bench bench-quick bench-precision clean-venv
+.PHONY: study test test-fast lab bench bench-quick bench-precision pictures clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +48,11 @@ bench-precision: $(STAMP)
 	$(BIN)/mtkd run params/embedded.yaml
 	$(BIN)/mtkd run params/embedded.yaml --set precision=fp32 --set run_name=embedded-fp32
 	$(BIN)/python benchmarks/precision.py outputs/embedded-fp32 outputs/embedded --out benchmarks/precision-embedded.json
+
+## make pictures [RUN=outputs/embedded]: the README's images (headline figure, explorer) from a finished run
+pictures: $(STAMP)
+	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
+	$(BIN)/python scripts/pictures.py $(RUN) --out docs/img
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,7 +21,6 @@ Reliability contract (issue 9):
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import time
@@ -29,8 +28,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from mtkd.study import config, io
+# jsonschema compiles rfc3987_syntax's grammars when imported (5-15 s, on every `mtkd run`) for an "iri" format
+# check nbformat never asks for: without it jsonschema skips that one check.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+from mtkd.exec import freshness, quiet
 from mtkd.exec.accelerate_executor import launch_rank, world_size
+from mtkd.report import pages
+from mtkd.study import config, io
 from mtkd.study.collect import run_results_stage
 from mtkd.study.pipeline import STAGES, Run, force, log, plan, run_stage
 
@@ -42,9 +47,6 @@ NOTEBOOK_PARAMETERS = {"run_dir", "params_file"}
 MIN_FREE_BYTES = 2 * 1024**3
 EXECUTORS = ("sequential", "ray", "accelerate")
 RUN_MARKERS = (".lock", "params.yaml")     # a folder holding one of these is an mtkd run folder
-
-
-_REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
 
 
 class RunError(RuntimeError):
@@ -115,11 +117,10 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
     Writes nothing (the run folder is not created here): a failed check leaves no trace.
     """
     from mtkd.data import models
-    from mtkd.data.tasks import load_task
     notes = []
     tasks = {}
     for name in run.tasks:
-        task = load_task(name, run.params.data)       # validates files, columns, texts, labels, idx, splits
+        task = run.task(name)          # validates files, columns, texts, labels, idx, splits (or the run's prepared copy)
         if task.num_labels < 2:
             raise ValueError(f"data.tasks: {name} has fewer than two labels")
         for split, frame in task.splits.items():
@@ -187,14 +188,16 @@ def execute_notebook(name: str, run: Run) -> Path:
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     out = run.dir / "reports" / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    stderr = quiet.KernelStderr(freshness.keys_dir(run.dir) / f"{name}.stderr.log")
     try:
         papermill.execute_notebook(str(src), str(out), parameters={"run_dir": str(run.dir),
                                                                    "params_file": str(run.dir / "params.yaml")},
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name=kernel_name(),
-                                   stderr_file=sys.stderr)
+                                   stderr_file=stderr, extra_arguments=quiet.KERNEL_ARGUMENTS)
     except PapermillExecutionError as e:
+        more = f"; its other stderr lines are in {stderr.log_path}" if stderr.hidden else ""
         raise RunError(f"{name}.ipynb failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partly "
-                       f"executed notebook is kept at {out}") from e
+                       f"executed notebook is kept at {out}{more}") from e
     except Exception as e:
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
         if isinstance(e, (DeadKernelError, CellTimeoutError)):
@@ -202,22 +205,14 @@ def execute_notebook(name: str, run: Run) -> Path:
                            f"{e}); out of memory? Finished units are kept: run the same command again to "
                            "resume") from e
         raise
+    finally:
+        stderr.close()
     return out
 
 
-def render_html(notebook: Path) -> Path:
-    """A self-contained HTML page: plotly.js is inline in the notebook outputs, nothing comes from a CDN."""
-    import nbformat
-    from nbconvert import HTMLExporter
-    nb = nbformat.read(notebook, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nb)
-    body = _REMOTE_SCRIPT.sub("", body)   # require.js/MathJax of the template and of plotly: not needed, not offline
-    target = notebook.with_suffix(".html")
-    io.write_text(target, body)
-    return target
+def render_html(notebook: Path, show_code: bool = False) -> Path:
+    """The notebook's page (code hidden unless ``show_code``; one shared plotly.js): `mtkd.report.pages`."""
+    return pages.render_notebook(notebook, show_code=show_code)
 
 
 def _launched_executor(executor: str) -> str:
@@ -309,18 +304,63 @@ def _begin(run: Run, params: config.Params, force_stages: list[str] | None) -> N
 
 
 def _reports(run: Run, params: config.Params, t_start: float) -> None:
-    """The notebooks in order (each reads the finished stages and results), their HTML, then ``.complete``."""
-    for i, name in enumerate(NOTEBOOKS, 1):
-        t0 = time.time()
-        log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
-        nb = execute_notebook(name, run)
-        if params.report.html:
-            render_html(nb)
-        io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1)})
-        log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
+    """The notebooks in order, each executed only when its key changed (`mtkd.exec.freshness`), their pages,
+    the static explorer and the index, then ``.complete``."""
+    code = freshness.code_digest()
+    html, show_code = params.report.html, params.report.show_code
+    done: list[tuple[str, float | None]] = []          # notebooks finished in this invocation, executed or not
+    listing = []
+    try:
+        for i, name in enumerate(NOTEBOOKS, 1):
+            t0 = time.time()
+            src, nb = NOTEBOOK_DIR / f"{name}.ipynb", run.dir / "reports" / f"{name}.ipynb"
+            state = freshness.status(run.dir, name, freshness.keys(src, params, freshness.inputs_digest(run.dir),
+                                                                   code), html)
+            seconds = None
+            if state == "execute":
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
+                execute_notebook(name, run)
+                seconds = round(time.time() - t0, 1)
+            if html and state != "fresh":
+                render_html(nb, show_code=show_code)
+            done.append((name, seconds))
+            freshness.record(run.dir, name, freshness.keys(src, params, freshness.inputs_digest(run.dir), code),
+                             seconds)           # kept if the run is killed later; re-recorded at the end
+            io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1), "state": state})
+            if state == "execute":
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")
+            else:
+                log(f"[{i}/{len(NOTEBOOKS)}] {name}: unchanged since its last run, "
+                    + ("page re-rendered" if state == "render" else "reused"))
+            listing.append({"name": name, "title": pages.notebook_title(nb), "seconds": seconds,
+                            "status": {"execute": "executed", "render": "re-rendered", "fresh": "reused"}[state]})
+    finally:
+        inputs = freshness.inputs_digest(run.dir)           # as this invocation's notebooks left them
+        for name, seconds in done:
+            freshness.record(run.dir, name, freshness.keys(NOTEBOOK_DIR / f"{name}.ipynb", params, inputs, code),
+                             seconds)
+    if html:
+        _shared_pages(run, listing, code, t_start)
     io.write_json(run.dir / ".complete", {"seconds": round(time.time() - t_start, 1),
                                           "params_hash": config.params_hash(params)})
     log(f"study finished in {time.time() - t_start:.0f} s: results in {run.dir}")
+
+
+def _shared_pages(run: Run, listing: list[dict], code: str, t_start: float) -> None:
+    """``reports/explorer.html`` (rebuilt when the run's files or the code changed) and ``reports/index.html``."""
+    from mtkd.report.static_explorer import write_explorer
+    target = run.dir / "reports" / "explorer.html"
+    key = {"execute": config.params_hash("explorer", freshness.inputs_digest(run.dir), code)}
+    if freshness.stale(run.dir, "explorer", key, target):
+        t0 = time.time()
+        write_explorer(run.dir, target)
+        freshness.record(run.dir, "explorer", key, round(time.time() - t0, 1))
+        log(f"explorer.html written in {time.time() - t0:.0f} s ({target.stat().st_size / 1e6:.1f} MB)")
+    for p in listing:
+        if p["seconds"] is None:
+            p["seconds"] = freshness.last_seconds(run.dir, p["name"])
+    pages.write_index(run.dir, listing, total_seconds=time.time() - t_start)
+    log(f"report index: {run.dir / 'reports' / 'index.html'}")
 
 
 def _run_launched(run: Run, params: config.Params, force_stages: list[str] | None) -> Path:

@@ -10,22 +10,26 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtkd.report import paper
 from mtkd.study import config, io
 from mtkd.study.pipeline import Run
 
 ROOT = Path(__file__).resolve().parents[2]         # the repository: notebooks/, outputs/
 
 
-def setup_plotly() -> None:
-    """Figures carry plotly.js inline (no CDN): the HTML reports work offline, JupyterLab renders natively."""
+def setup_plotly(batch: bool = False) -> None:
+    """JupyterLab renders plotly's JSON natively; the batch runner's pages draw the same JSON with one shared
+    plotly.js (`mtkd.report.pages`), so batch outputs skip the 4 MB inline copy the "notebook" renderer adds."""
     import plotly.io as pio
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = "plotly_mimetype" if batch else "plotly_mimetype+notebook"
 
 
 def open_run(params_file: str | None, run_dir: str | None = None) -> Run:
     """The finished run a notebook reads: ``run_dir`` under the batch runner, else ``outputs/<run_name>``
-    of ``params_file``. Notebooks compute nothing: `mtkd run PARAMS` makes the run first."""
-    setup_plotly()
+    of ``params_file``. Notebooks compute nothing: `mtkd run PARAMS` makes the run first. Every table a
+    notebook displays then reads like a paper (`mtkd.report.paper`)."""
+    setup_plotly(batch=bool(run_dir))          # the batch runner passes run_dir; JupyterLab users params_file
+    paper.use_for_dataframes()
     if not run_dir:
         params = config.load_params(params_file)
         run_dir = ROOT / "outputs" / params.run_name
@@ -91,3 +95,15 @@ def fusion_table(run: Run) -> pd.DataFrame:
 
 def load_summary(run: Run) -> pd.DataFrame:
     return pd.read_csv(run.dir / "summary.csv")
+
+
+def explorer(run_dir, task: str | None = None, static: bool = False):
+    """The disagreement explorer: the ipywidgets one in JupyterLab; ``static`` (the batch runner, whose pages
+    have no kernel): a link to the run's static ``explorer.html`` beside the pages."""
+    if static:
+        from IPython.display import HTML
+        return HTML('<p class="mtkd-explorer-link"><a href="explorer.html"><b>Open the disagreement explorer</b></a> '
+                    "(every test and selection example of this run: filter by task, agreement region, student, "
+                    "right / wrong and error cause; sort by teacher disagreement; no kernel needed).</p>")
+    from mtkd.report.explorer import explore
+    return explore(run_dir, task=task)

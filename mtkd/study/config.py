@@ -136,6 +136,7 @@ SCHEMA: dict = {
     },
     "report": {
         "html": Field("bool", True, "render every executed notebook to self-contained HTML"),
+        "show_code": Field("bool", False, "show the code cells in the HTML pages (the .ipynb always keeps them)"),
     },
 }
 

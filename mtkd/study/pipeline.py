@@ -107,7 +107,8 @@ class Run:
     def task(self, name: str):
         if name not in self._tasks:
             from mtkd.data.tasks import load_task
-            self._tasks[name] = load_task(name, self.params.data)
+            from mtkd.study.prepared import prepared_task
+            self._tasks[name] = prepared_task(self.dir, name, self.data_key(name)) or load_task(name, self.params.data)
         return self._tasks[name]
 
     def student_inputs(self, task_name: str):

@@ -1,6 +1,7 @@
 """The smoke study end to end through papermill: SPEC's outputs, recomputable scores, caching, offline HTML."""
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -154,6 +155,76 @@ def test_warm_rerun_reuses_every_unit(smoke):
     run_study(SMOKE, out=str(smoke))
     assert done_markers(smoke) == before          # nothing recomputed
     assert (smoke / "master_results.csv").read_text() == master
+
+
+def report_states(run_dir: Path) -> dict[str, str]:
+    """What the last invocation did with each notebook: execute, render or fresh (its stage markers)."""
+    return {nb: json.loads((run_dir / "stages" / f"report-{nb}.done").read_text())["state"] for nb in NOTEBOOKS}
+
+
+def test_shared_pages_and_their_budget(smoke):
+    reports = smoke / "reports"
+    for name in ("index.html", "explorer.html", "plotly.min.js"):
+        assert (reports / name).is_file(), name
+    n_examples = sum(len(pd.read_parquet(p).query("split in ['test', 'selection']"))
+                     for p in smoke.glob("data/*/examples.parquet"))
+    explorer = (reports / "explorer.html").stat().st_size
+    assert explorer <= 100_000 + 1_000 * n_examples, f"explorer.html: {explorer:,} bytes for {n_examples} examples"
+    for nb in NOTEBOOKS:
+        page = reports / f"{nb}.html"
+        text = page.read_text()
+        assert page.stat().st_size < 1_500_000, f"{page.name}: {page.stat().st_size:,} bytes"
+        assert "window.PlotlyConfig" not in text and text.count("plotly.js v") == 0   # plotly.js is not inline
+        if 'class="plotly-graph-div"' in text:
+            assert '<script src="plotly.min.js"' in text
+        assert "params_file" not in text and "injected-parameters" not in text      # no parameters cells
+        assert "mtkd.notebook" not in text and "open_run" not in text               # code hidden by default
+        for table in re.findall(r"<table.*?</table>", text, flags=re.S):
+            assert not re.search(r"\d\.\d{5,}", table), f"{nb}: a raw float in a table"
+            assert "ci_low" not in table and "diff_pp" not in table                 # column names in words
+    assert "95 % CI" in (reports / "03_distillation.html").read_text()
+    for nb in ("05_agreement", "06_failures"):
+        assert 'href="explorer.html"' in (reports / f"{nb}.html").read_text()
+    index = (reports / "index.html").read_text()
+    for nb in NOTEBOOKS:
+        assert f'href="{nb}.html"' in index
+    assert 'href="explorer.html"' in index and "run_name: smoke" in index
+
+
+def test_no_change_rerun_executes_no_notebook(smoke):
+    stamps = {nb: (smoke / "reports" / f"{nb}.ipynb").stat().st_mtime_ns for nb in NOTEBOOKS}
+    run_study(SMOKE, out=str(smoke))
+    assert set(report_states(smoke).values()) == {"fresh"}
+    assert {nb: (smoke / "reports" / f"{nb}.ipynb").stat().st_mtime_ns for nb in NOTEBOOKS} == stamps
+    assert (smoke / ".complete").is_file()
+
+
+def test_a_report_only_param_re_renders_without_executing(smoke):
+    run_study(SMOKE, ["report.show_code=true"], out=str(smoke))
+    assert set(report_states(smoke).values()) == {"render"}
+    assert "open_run" in (smoke / "reports" / "04_confidence.html").read_text()          # the code is shown
+    run_study(SMOKE, out=str(smoke))
+    assert set(report_states(smoke).values()) == {"render"}
+    assert "open_run" not in (smoke / "reports" / "04_confidence.html").read_text()
+
+
+def test_an_edited_notebook_alone_re_executes_and_the_terminal_stays_quiet(smoke, tmp_path, monkeypatch, capfd):
+    import shutil
+    from mtkd import runner
+    nbdir = tmp_path / "notebooks"
+    shutil.copytree(runner.NOTEBOOK_DIR, nbdir)
+    node = nbformat.read(nbdir / "08_summary.ipynb", as_version=4)
+    node.cells.append(nbformat.v4.new_markdown_cell("A sentence added by the test."))
+    nbformat.write(node, nbdir / "08_summary.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", nbdir)
+    capfd.readouterr()
+    run_study(SMOKE, out=str(smoke))
+    err = capfd.readouterr().err
+    states = report_states(smoke)
+    assert states.pop("08_summary") == "execute" and set(states.values()) == {"fresh"}
+    assert "A sentence added by the test." in (smoke / "reports" / "08_summary.html").read_text()
+    noise = [line for line in err.splitlines() if line.strip() and not line.startswith("mtkd: ")]
+    assert not noise, f"library noise between mtkd's lines: {noise[:5]}"
 
 
 def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):

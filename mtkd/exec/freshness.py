@@ -1,0 +1,130 @@
+"""Which notebooks a re-run must execute: a key per notebook of everything its pages depend on.
+
+A notebook's *execution key* hashes its own cells (source only, not outputs), the code of
+the mtkd package and the pinned environment (pyproject.toml), the run's params except those
+that only change the rendering (:data:`RENDER_ONLY`), and the content of the run's files
+that notebooks read (:func:`inputs_digest`: prepared data, logits, fusion info, results,
+gates, sweep results, and the list of finished cache units). Its *render key* adds the
+rendering params. The runner records both after a notebook ran (:func:`record`) and skips
+a notebook whose keys still match and whose pages exist (:func:`status`).
+
+Files are hashed by content, so rewriting a result with the same bytes (a warm "results"
+stage) does not invalidate anything, while a notebook that changes its inputs makes every
+later notebook's key differ, and those re-execute. Keys are recorded from the inputs as the
+whole ordered run left them: a notebook's pages never depend on what later notebooks write.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mtkd.study import config, io
+
+PACKAGE = Path(__file__).resolve().parents[1]          # the whole mtkd package
+PYPROJECT = PACKAGE.parent / "pyproject.toml"
+RENDER_ONLY = ("html", "show_code")          # report.<key>: change the HTML, not what a notebook computes
+SKIPPED_DIRS = ("reports", "stages", "cache")  # cache: only its finished units' markers count
+SKIPPED_FILES = ("params.yaml", ".lock", ".complete")
+
+
+def keys_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "cache" / "reports"
+
+
+_DIGESTS: dict[tuple, str] = {}     # (path, size, mtime_ns) -> sha256: each file is read once per process
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
+def code_digest() -> str:
+    """Every file of the mtkd package (its Python code and page assets) and the pinned environment."""
+    h = hashlib.sha256()
+    files = sorted(p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for p in files + ([PYPROJECT] if PYPROJECT.exists() else []):
+        h.update(str(p.relative_to(PACKAGE.parent)).encode() + b"\0" + _file_digest(p).encode())
+    return h.hexdigest()[:16]
+
+
+def notebook_digest(path: Path) -> str:
+    """The cells a notebook runs (type and source), not its outputs or metadata."""
+    nb = json.loads(Path(path).read_text())
+    cells = [[c["cell_type"], "".join(c["source"]) if isinstance(c["source"], list) else c["source"]]
+             for c in nb["cells"]]
+    return config.params_hash(cells)
+
+
+def inputs_digest(run_dir: Path) -> str:
+    """Content of every file of the run that notebooks read, plus the names of the finished cache units."""
+    run_dir = Path(run_dir)
+    h = hashlib.sha256()
+    files = []
+    for top in run_dir.iterdir():
+        if top.name in SKIPPED_DIRS or top.name in SKIPPED_FILES:
+            continue
+        files += [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
+    for p in sorted(files):
+        if p.name.startswith(".") and p.name.endswith(".tmp"):      # a writer's temporary, never read
+            continue
+        h.update(str(p.relative_to(run_dir)).encode() + b"\0" + _file_digest(p).encode())
+    cache = run_dir / "cache"
+    done = sorted(str(p.relative_to(cache)) for p in cache.rglob(".done")
+                  if p.relative_to(cache).parts[0] != "reports") if cache.is_dir() else []
+    h.update("\n".join(done).encode())
+    return h.hexdigest()[:16]
+
+
+def _study_params(params: dict) -> dict:
+    plain = config.to_plain(params)
+    plain["report"] = {k: v for k, v in (plain.get("report") or {}).items() if k not in RENDER_ONLY}
+    return plain
+
+
+def keys(notebook: Path, params: dict, inputs: str, code: str) -> dict:
+    """``{"execute": ..., "render": ...}`` of one notebook for these params, inputs and code."""
+    execute = config.params_hash(notebook_digest(notebook), _study_params(params), inputs, code)
+    report = config.to_plain(params).get("report") or {}
+    render = config.params_hash(execute, {k: report.get(k) for k in RENDER_ONLY})
+    return {"execute": execute, "render": render}
+
+
+def status(run_dir: Path, name: str, now: dict, html: bool) -> str:
+    """``"execute"``, ``"render"`` (outputs still valid, the HTML is not) or ``"fresh"``."""
+    run_dir = Path(run_dir)
+    record_file = keys_dir(run_dir) / f"{name}.json"
+    ipynb = run_dir / "reports" / f"{name}.ipynb"
+    if not record_file.exists() or not ipynb.exists():
+        return "execute"
+    old = io.read_json(record_file)
+    if old.get("execute") != now["execute"]:
+        return "execute"
+    if html and (old.get("render") != now["render"] or not ipynb.with_suffix(".html").exists()):
+        return "render"
+    return "fresh"
+
+
+def stale(run_dir: Path, name: str, now: dict, target: Path) -> bool:
+    """A page built from the run's files (the explorer) must be rebuilt: missing, or its key changed."""
+    record_file = keys_dir(run_dir) / f"{name}.json"
+    return not (Path(target).exists() and record_file.exists()
+                and io.read_json(record_file).get("execute") == now["execute"])
+
+
+def record(run_dir: Path, name: str, now: dict, seconds: float | None) -> None:
+    """Remember a notebook's keys (and how long it took when it last executed)."""
+    path = keys_dir(run_dir) / f"{name}.json"
+    if seconds is None and path.exists():
+        seconds = io.read_json(path).get("seconds")
+    io.write_json(path, {**now, "seconds": seconds})
+
+
+def last_seconds(run_dir: Path, name: str) -> float | None:
+    path = keys_dir(run_dir) / f"{name}.json"
+    return io.read_json(path).get("seconds") if path.exists() else None
