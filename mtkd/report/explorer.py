@@ -273,8 +273,8 @@ class Explorer:
             gate_rows.append(f'<tr><td style="{_TD}">{e(m)} fuser{fallback}</td>{cells}</tr>')
         if gate_rows:
             th = "".join(f'<th style="{_TH}">{e(n)}</th>' for n in t.teachers)
-            parts.append(f'<div style="margin-top:8px"><b>weights over teachers</b> (gates: per student seed; '
-                         'fusers: per example, from the cached logits)</div>'
+            parts.append(f'<div style="margin-top:8px"><b>gate weights and fuser weights over teachers</b> '
+                         '(gates: the student seed\'s; fusers: from the cached logits)</div>'
                          f'<table style="border-collapse:collapse"><tr><th style="{_TH}">student</th>{th}</tr>'
                          f'{"".join(gate_rows)}</table>')
         parts.append("</div>")
