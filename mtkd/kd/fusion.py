@@ -371,7 +371,7 @@ def _checked_labels(labels, n: int, c: int, device) -> torch.Tensor:
     if labels is None:
         raise ValueError("labels is None: this fuser needs the examples' gold labels (on unlabeled examples use "
                          "its label-free fallback, LABEL_FREE_FALLBACK)")
-    y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    y = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels))   # a copy: never read-only
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"labels must be integers, got dtype {y.dtype}")
     if y.shape != (n,):

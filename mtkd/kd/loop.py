@@ -157,8 +157,9 @@ class KDTarget:
             raise ValueError("fuser_kwargs must not hold progress: the training loop passes it at every step")
         fuse(self.fuser, z, **self.fuser_kwargs, progress=0.0)      # checks the logits, labels and the rest
         if "labels" in self.fuser_kwargs:
-            self.fuser_kwargs = {**self.fuser_kwargs, "labels": torch.as_tensor(
-                np.asarray(self.fuser_kwargs["labels"])).long()}
+            labels = self.fuser_kwargs["labels"]
+            labels = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels))
+            self.fuser_kwargs = {**self.fuser_kwargs, "labels": labels.long()}
 
     def for_batch(self, rows: np.ndarray, model: nn.Module, out, device: torch.device,
                   progress: float = 0.0) -> torch.Tensor:

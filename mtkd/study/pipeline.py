@@ -417,7 +417,7 @@ def _kd_target(run: Run, unit: Unit, hidden_size: int):
     kw = fuser_kwargs(read_fusion_info(run, unit.task), fuser)
     needs = FUSER_KWARGS.get(fuser, ())
     if "labels" in needs:                        # label-aware fusers: the training labels
-        kw["labels"] = torch.from_numpy(run.task(unit.task).splits["train"]["label"].to_numpy())
+        kw["labels"] = torch.tensor(run.task(unit.task).splits["train"]["label"].to_numpy())
     if "progress" in needs:                      # scheduled: the loop recomputes it every step
         return KDTarget(unit.temperature, unit.alpha, teacher_logits=z, fuser=fuser, fuser_kwargs=kw)
     return KDTarget(unit.temperature, unit.alpha, logits=fuse(fuser, z, **kw).detach())
