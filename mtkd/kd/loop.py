@@ -10,7 +10,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch import nn
 
 from mtkd.kd.cpu import cpu_kernels
 from mtkd.kd.devices import seed_everything
+from mtkd.kd.fusion import FUSER_KWARGS, FUSERS, fuse
 from mtkd.kd.heads import sentence_features
 from mtkd.kd.losses import check_labels, check_temperature_alpha, kd_loss_unchecked
 
@@ -110,19 +111,28 @@ class KDTarget:
     """What a student learns from besides the gold labels.
 
     ``logits`` (N, C) is a fixed target (one teacher, or a fuser applied once up front);
-    ``teacher_logits`` (N, K, C) with ``gate`` is learned fusion, recomputed every step.
+    ``teacher_logits`` (N, K, C) with ``gate`` is learned fusion, recomputed every step;
+    ``teacher_logits`` with ``fuser`` (one that takes ``progress``, e.g. ``curriculum``) is a
+    scheduled fusion, recomputed every step at t = the fraction of training steps done, with
+    ``fuser_kwargs`` (``labels`` (N,) are per example: each batch gets its rows).
     """
     temperature: float
     alpha: float
     logits: torch.Tensor | None = None
     teacher_logits: torch.Tensor | None = None
     gate: nn.Module | None = None
+    fuser: str | None = None
+    fuser_kwargs: dict = field(default_factory=dict)
 
     def check(self, n: int, c: int) -> None:
         """Validate the target once, before training: the loop then trusts it at every step."""
-        if (self.logits is None) == (self.gate is None):
-            raise ValueError("a KDTarget has either fixed logits or a gate (with teacher_logits), not both or neither")
+        if (self.logits is not None) + (self.gate is not None) + (self.fuser is not None) != 1:
+            raise ValueError("a KDTarget has exactly one of: fixed logits, a gate (with teacher_logits), "
+                             "or a scheduled fuser (with teacher_logits)")
         check_temperature_alpha(self.temperature, self.alpha)
+        if self.fuser is not None:
+            self._check_fuser(n, c)
+            return
         name, z = ("logits", self.logits) if self.gate is None else ("teacher_logits", self.teacher_logits)
         if z is None:
             raise ValueError(f"the KD target has no {name}")
@@ -134,8 +144,30 @@ class KDTarget:
         if not torch.isfinite(z).all():
             raise ValueError("teacher_logits has non-finite values (NaN or inf): the logit cache is corrupt")
 
-    def for_batch(self, rows: np.ndarray, model: nn.Module, out, device: torch.device) -> torch.Tensor:
-        """The teacher side of the KD term for these rows: cached logits, or the gate's fusion of them."""
+    def _check_fuser(self, n: int, c: int) -> None:
+        """A scheduled fuser: one that takes progress, its arguments valid at t = 0 on all N rows."""
+        if "progress" not in FUSER_KWARGS.get(self.fuser, ()):
+            raise ValueError(f"fuser {self.fuser!r} does not take the training progress; give its fused logits "
+                             "as a fixed target (KDTarget(logits=fuse(...))) instead")
+        z = self.teacher_logits
+        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[0] != n or z.shape[2] != c:
+            raise ValueError(f"the KD target's teacher_logits must have shape ({n}, K, {c}), "
+                             f"got {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        if "progress" in self.fuser_kwargs:
+            raise ValueError("fuser_kwargs must not hold progress: the training loop passes it at every step")
+        fuse(self.fuser, z, **self.fuser_kwargs, progress=0.0)      # checks the logits, labels and the rest
+        if "labels" in self.fuser_kwargs:
+            labels = self.fuser_kwargs["labels"]
+            labels = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels))
+            self.fuser_kwargs = {**self.fuser_kwargs, "labels": labels.long()}
+
+    def for_batch(self, rows: np.ndarray, model: nn.Module, out, device: torch.device,
+                  progress: float = 0.0) -> torch.Tensor:
+        """The teacher side of the KD term for these rows: cached logits, the gate's fusion of them,
+        or the scheduled fuser's at ``progress`` (the fraction of training steps done)."""
+        if self.fuser is not None:
+            kw = {k: (v[rows].to(device) if k == "labels" else v) for k, v in self.fuser_kwargs.items()}
+            return FUSERS[self.fuser](self.teacher_logits[rows].to(device).float(), progress=progress, **kw)
         if self.gate is None:
             return self.logits[rows].to(device)
         features = sentence_features(model, out).float().detach()
@@ -247,7 +279,8 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         out = model(**batch, output_hidden_states=gate is not None)
                     logits = out.logits.float()
-                    teacher = None if target is None else target.for_batch(part, model, out, device)
+                    teacher = None if target is None else target.for_batch(
+                        part, model, out, device, progress=(epoch * steps_per_epoch + b) / total)
                     part_loss = kd_loss_unchecked(logits, teacher, y, temperature, alpha)
                     share = len(part) / len(rows)      # exactly 1.0 without accumulation
                     scaler.scale(part_loss * share).backward()

@@ -4,7 +4,8 @@
 filter by teacher agreement region, by why the student erred, and by whether it erred; sort
 by how much the teachers disagree; page through examples. Each example shows its text(s),
 the gold label, every teacher's probabilities, every fuser's target (recomputed from the
-cached logits), the gating weights, and every student's prediction.
+cached logits), the gating weights, every weighted-sum fuser's per-example weights over the
+teachers, and every student's prediction.
 
 The logic lives in :class:`Explorer` (no widgets; testable): one table per (task, split) is
 built once (:meth:`Explorer.table`) and filtering / rendering only touch that table. The
@@ -58,6 +59,7 @@ class TaskTable:
     preds: dict                              # method -> (S, N) int, -1 where missing
     student_probs: dict = field(default_factory=dict)   # (method, seed) -> Series idx -> probs
     gates: dict = field(default_factory=dict)           # (method, seed) -> Series idx -> weights
+    fusion_weights: dict = field(default_factory=dict)  # (method, applied fuser) -> Series idx -> weights
 
 
 class Explorer:
@@ -127,9 +129,12 @@ class Explorer:
         gdf = run.gates(task, split)
         for (m, s), g in gdf.groupby(["method", "seed"], sort=False):
             gates[(m, int(s))] = pd.Series(list(g["weights"]), index=g["idx"].to_numpy())
+        fweights = {}
+        for (m, applied), g in run.fusion_weights(task, split).groupby(["method", "applied"], sort=False):
+            fweights[(m, applied)] = pd.Series(list(g["weights"]), index=g["idx"].to_numpy())
         fused = run.fused_targets(task, split) if methods else {}
         return TaskTable(task, split, frame, teachers, list(info["label_names"]), fields, probs, fused,
-                         methods, seeds, preds, sprobs, gates)
+                         methods, seeds, preds, sprobs, gates, fweights)
 
     # ------------------------------------------------------------------ predictions of one method
     def student_pred(self, table: TaskTable, method: str, seed=None) -> np.ndarray:
@@ -259,9 +264,17 @@ class Explorer:
             w = np.asarray(ser[idx], dtype=float)
             cells = "".join(f'<td style="{_TD}">{_bar(v, _KIND_COLORS["gate"])}</td>' for v in w)
             gate_rows.append(f'<tr><td style="{_TD}">{e(m)} (seed {s})</td>{cells}</tr>')
+        for (m, applied), ser in t.fusion_weights.items():
+            if idx not in ser.index:
+                continue
+            w = np.asarray(ser[idx], dtype=float)
+            cells = "".join(f'<td style="{_TD}">{_bar(v, _KIND_COLORS["fuser"])}</td>' for v in w)
+            fallback = "" if Method.parse(m).name == applied else f" ({e(applied)} weights: no labels used here)"
+            gate_rows.append(f'<tr><td style="{_TD}">{e(m)} fuser{fallback}</td>{cells}</tr>')
         if gate_rows:
             th = "".join(f'<th style="{_TH}">{e(n)}</th>' for n in t.teachers)
-            parts.append(f'<div style="margin-top:8px"><b>gate weights over teachers</b></div>'
+            parts.append(f'<div style="margin-top:8px"><b>gate weights and fuser weights over teachers</b> '
+                         '(gates: the student seed\'s; fusers: from the cached logits)</div>'
                          f'<table style="border-collapse:collapse"><tr><th style="{_TH}">student</th>{th}</tr>'
                          f'{"".join(gate_rows)}</table>')
         parts.append("</div>")

@@ -77,6 +77,34 @@ def student_predictions(run: Run, stage: str = "students") -> tuple[pd.DataFrame
             pd.concat(gates, ignore_index=True) if gates else empty)
 
 
+def fusion_weight_rows(run: Run) -> pd.DataFrame:
+    """The per-example weights of every weighted-sum fuser of the run (students and sweep) on every
+    split, recomputed from the cached teacher logits and the fusion info: task, method, split, idx,
+    weights (one per teacher), applied (the fuser whose weights these are: a label-aware fuser
+    outside the train split is its label-free fallback, see pipeline.FUSION_LABEL_SPLITS).
+    The gate's weights depend on the student and are in gates.parquet instead."""
+    import torch
+    from mtkd.kd.fusion import LEARNED_FUSERS, WEIGHTS, fusion_weights
+    from mtkd.study.pipeline import FUSION_LABEL_SPLITS, fuser_arguments, read_fusion_info, teacher_stack
+    fusers = [f for f in dict.fromkeys([*run.params.distill.methods, *run.params.sweep.methods])
+              if f in WEIGHTS and f not in LEARNED_FUSERS]
+    frames = []
+    for task in run.tasks:
+        info = read_fusion_info(run, task)
+        for split in SPLITS:
+            frame = run.task(task).splits[split]
+            z = torch.from_numpy(teacher_stack(run, task, split))
+            labels = frame["label"].to_numpy() if split in FUSION_LABEL_SPLITS else None
+            for fuser in fusers:
+                applied, kw = fuser_arguments(info, fuser, labels)
+                w = fusion_weights(applied, z, **kw).float().numpy()
+                frames.append(pd.DataFrame({"task": task, "method": str(Method("multi", fuser)), "split": split,
+                                            "idx": frame["idx"].to_numpy(), "weights": list(w),
+                                            "applied": applied}))
+    columns = ["task", "method", "split", "idx", "weights", "applied"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
 def score_table(run: Run, predictions: pd.DataFrame, extra_keys: tuple = ()) -> pd.DataFrame:
     """One row per (task, method, seed, split[, extra]) with the task's headline metric, from predictions."""
     from mtkd.data.metrics import score
@@ -140,8 +168,8 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
             "tasks": tasks, "overall": overall}
 
 
-RESULT_FILES = ("predictions.parquet", "gates.parquet", "master_results.csv", "summary.csv", "comparisons.csv",
-                "choices.json", "success_metrics.json")
+RESULT_FILES = ("predictions.parquet", "gates.parquet", "fusion_weights.parquet", "master_results.csv",
+                "summary.csv", "comparisons.csv", "choices.json", "success_metrics.json")
 
 
 def results_key(run: Run) -> str:
@@ -178,6 +206,7 @@ def write_results(run: Run) -> dict:
     success = success_metrics(run, summary, comparisons, choice)
     io.write_parquet(run.dir / "predictions.parquet", predictions)
     io.write_parquet(run.dir / "gates.parquet", gates)
+    io.write_parquet(run.dir / "fusion_weights.parquet", fusion_weight_rows(run))
     io.write_csv(run.dir / "master_results.csv", master)
     io.write_csv(run.dir / "summary.csv", summary)
     io.write_csv(run.dir / "comparisons.csv", comparisons)

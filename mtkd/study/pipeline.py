@@ -301,8 +301,35 @@ def fusion_info(run: Run, task: str) -> dict:
         scores[name] = score(t.metrics[0], z.argmax(1), labels)
         temps[name] = float(fit_temperature(torch.from_numpy(z), torch.tensor(labels)))   # labels: a read-only view
     best = max(run.teachers, key=lambda n: (scores[n], -run.teachers.index(n)))
+    z = teacher_stack(run, task, "selection")
+    region_weights, region_counts = fit_region_weights(z, labels, run.teachers)
     return {"teachers": run.teachers, "metric": t.metrics[0], "best_teacher": best, "selection_scores": scores,
-            "weights": scores, "temperatures": temps}
+            "weights": scores, "temperatures": temps, "region_weights": region_weights,
+            "region_counts": region_counts}
+
+
+def fit_region_weights(z: np.ndarray, labels: np.ndarray, teachers: list[str]) -> tuple[dict, dict]:
+    """``region_weighted``'s W from the selection split: per agreement region, each teacher's accuracy on
+    the selection examples of that region, normalised over teachers.
+
+    W[r, k] = acc_k(r) / sum_j acc_j(r). A region with no selection examples, or where no teacher is
+    right on any of them (the row would be all zero), takes the teachers' accuracy over the whole
+    selection split instead (accuracy rather than the headline metric, so every row is in the same
+    unit and never negative). Returns {teacher: {region: w}} and {region: n selection examples}.
+    """
+    from mtkd.study.analysis import REGIONS, agreement_regions
+    right = z.argmax(2) == labels[:, None]                        # (N, K)
+    regions = agreement_regions(z.argmax(2))
+    overall = right.mean(0) if len(right) else np.ones(len(teachers))
+    if overall.sum() <= 0:
+        overall = np.ones(len(teachers))                           # no teacher right anywhere: uniform
+    rows, counts = {}, {}
+    for r in REGIONS:
+        inside = regions == r
+        counts[r] = int(inside.sum())
+        acc = right[inside].mean(0) if inside.any() else np.zeros(len(teachers))
+        rows[r] = acc / acc.sum() if acc.sum() > 0 else overall / overall.sum()
+    return {t: {r: float(rows[r][k]) for r in REGIONS} for k, t in enumerate(teachers)}, counts
 
 
 def write_fusion_info(run: Run) -> None:
@@ -325,21 +352,56 @@ def best_teacher(run: Run, task: str) -> str:
 
 def fuser_kwargs(info: dict, fuser: str) -> dict:
     """The per-teacher arguments ``FUSER_KWARGS`` names for a fuser, in teacher order, from the fusion
-    info chosen on the selection split (``fusion/<task>.json`` keeps them under the argument's name)."""
-    from mtkd.kd.fusion import FUSER_KWARGS
+    info chosen on the selection split (``fusion/<task>.json`` keeps them under the argument's name).
+
+    A per-teacher table of regions (``region_weights``) becomes W (3, K): one row per region in
+    ``REGION_ORDER``, one column per teacher. ``labels`` and ``progress`` come from the examples and
+    from training, not from the fusion info: see :func:`fuser_arguments`."""
+    from mtkd.kd.fusion import DATA_KWARGS, FUSER_KWARGS, REGION_ORDER
     kwargs = {}
     for arg in FUSER_KWARGS.get(fuser, ()):
+        if arg in DATA_KWARGS:
+            continue
         table = info.get(arg) or {}
         missing = [t for t in info["teachers"] if t not in table]
         if missing:
             raise ValueError(f"the fusion info has no {arg!r} for teacher {missing[0]!r} (fuser {fuser!r}); "
                              "recompute it with --force logits")
-        kwargs[arg] = [table[t] for t in info["teachers"]]
+        values = [table[t] for t in info["teachers"]]
+        if all(isinstance(v, dict) for v in values):
+            values = [[v[r] for v in values] for r in REGION_ORDER]
+        kwargs[arg] = values
     return kwargs
 
 
+# Label-aware fusers use gold labels only on the split students learn from; on the held-out splits
+# (selection, test: a target built from their labels would be an oracle) and on unlabeled examples
+# they take their label-free fallback.
+FUSION_LABEL_SPLITS = ("train",)
+
+
+def fuser_arguments(info: dict, fuser: str, labels=None, progress: float = 1.0) -> tuple[str, dict]:
+    """The fuser to apply and all its arguments, outside training (analyses, the explorer, saved weights).
+
+    A label-aware fuser gets ``labels``; where there are none (None: unlabeled or held-out examples)
+    it becomes its documented label-free fallback (``LABEL_FREE_FALLBACK``: ebkd weights).
+    ``curriculum`` is taken at ``progress`` (default 1, the end of training: the CA-MKD weights).
+    """
+    from mtkd.kd.fusion import FUSER_KWARGS, LABEL_FREE_FALLBACK
+    needs = FUSER_KWARGS.get(fuser, ())
+    if "labels" in needs and labels is None:
+        fuser = LABEL_FREE_FALLBACK[fuser]
+        needs = FUSER_KWARGS.get(fuser, ())
+    kwargs = fuser_kwargs(info, fuser)
+    if "labels" in needs:
+        kwargs["labels"] = labels
+    if "progress" in needs:
+        kwargs["progress"] = progress
+    return fuser, kwargs
+
+
 def _kd_target(run: Run, unit: Unit, hidden_size: int):
-    from mtkd.kd.fusion import GatingFusion, fuse
+    from mtkd.kd.fusion import FUSER_KWARGS, GatingFusion, fuse
     from mtkd.kd.loop import KDTarget
     method = Method.parse(unit.name)
     if method.kind == "baseline":
@@ -354,6 +416,11 @@ def _kd_target(run: Run, unit: Unit, hidden_size: int):
         gate = GatingFusion(hidden_size, z.shape[1], hidden=run.params.distill.gate_hidden)
         return KDTarget(unit.temperature, unit.alpha, teacher_logits=z, gate=gate)
     kw = fuser_kwargs(read_fusion_info(run, unit.task), fuser)
+    needs = FUSER_KWARGS.get(fuser, ())
+    if "labels" in needs:                        # label-aware fusers: the training labels
+        kw["labels"] = torch.tensor(run.task(unit.task).splits["train"]["label"].to_numpy())
+    if "progress" in needs:                      # scheduled: the loop recomputes it every step
+        return KDTarget(unit.temperature, unit.alpha, teacher_logits=z, fuser=fuser, fuser_kwargs=kw)
     return KDTarget(unit.temperature, unit.alpha, logits=fuse(fuser, z, **kw).detach())
 
 

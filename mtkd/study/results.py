@@ -23,6 +23,7 @@ from mtkd.study.methods import Method
 
 PRED_COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
 GATE_COLUMNS = ("task", "method", "seed", "split", "idx", "weights")
+FUSION_WEIGHT_COLUMNS = ("task", "method", "split", "idx", "weights", "applied")
 
 
 def _hint(run_dir: Path) -> str:
@@ -241,23 +242,30 @@ class RunResults:
         """Fuser -> fused target probabilities ``(N, C)`` at T=1, rows aligned with :meth:`teacher_logits`.
 
         Recomputed with :func:`mtkd.kd.fusion.fuse` from the cached teacher logits and
-        ``fusion/<task>.json`` (weights, temperatures) for every non-gating fuser among the
-        run's ``multi:<fuser>`` methods; gating depends on the student and is read from
-        :meth:`gates` instead.
+        ``fusion/<task>.json`` (weights, temperatures, region weights) for every non-gating fuser
+        among the run's ``multi:<fuser>`` methods; gating depends on the student and is read from
+        :meth:`gates` instead. Label-aware fusers (ca_mkd, curriculum) use the gold labels on the
+        train split only (what the students learned from; curriculum at its end, t = 1); on the
+        held-out splits they are their label-free fallback, ebkd (see
+        ``mtkd.study.pipeline.FUSION_LABEL_SPLITS``).
         """
         def compute():
             import torch
             from mtkd.kd.fusion import LEARNED_FUSERS, fuse
-            from mtkd.study.pipeline import fuser_kwargs
-            _, z = self.teacher_logits(task, split)
+            from mtkd.study.pipeline import FUSION_LABEL_SPLITS, fuser_arguments
+            idx, z = self.teacher_logits(task, split)
             info = self.fusion_info(task)
             zt = torch.as_tensor(z, dtype=torch.float32)
+            labels = None
+            if split in FUSION_LABEL_SPLITS:
+                labels = self.examples(task, split).set_index("idx").loc[idx, "label"].to_numpy()
             out = {}
             for fuser in self.fusers(task):
                 if fuser in LEARNED_FUSERS:
                     continue
+                applied, kw = fuser_arguments(info, fuser, labels)
                 with torch.no_grad():
-                    fused = fuse(fuser, zt, **fuser_kwargs(info, fuser))
+                    fused = fuse(applied, zt, **kw)
                 p = torch.softmax(torch.as_tensor(fused, dtype=torch.float64), dim=-1).numpy()
                 out[fuser] = p
             return out
@@ -277,6 +285,23 @@ class RunResults:
             return df
 
         df = self._cached("gates", load)
+        return df[(df["task"] == task) & (df["split"] == split)].reset_index(drop=True)
+
+
+    def fusion_weights(self, task: str, split: str = "test") -> pd.DataFrame:
+        """Rows of ``fusion_weights.parquet`` for one task and split (method, idx, weights, applied): each
+        weighted-sum fuser's per-example weights over teachers; empty if absent (a run of older code)."""
+        def load():
+            f = self.path / "fusion_weights.parquet"
+            if not f.exists():
+                return pd.DataFrame(columns=list(FUSION_WEIGHT_COLUMNS))
+            df = pd.read_parquet(f)
+            missing = set(FUSION_WEIGHT_COLUMNS) - set(df.columns)
+            if missing:
+                raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
+            return df
+
+        df = self._cached("fusion_weights", load)
         return df[(df["task"] == task) & (df["split"] == split)].reset_index(drop=True)
 
 

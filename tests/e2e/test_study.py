@@ -69,7 +69,8 @@ def test_master_results_schema(smoke):
     students = master[master.kind != "teacher"]
     assert set(students["seed"]) == {1, 2}
     assert {"average", "weighted", "best_per_sample", "gating", "calibrated_average", "entropy_weighted",
-            "majority_vote", "average_probs"} == {m.split(":")[1] for m in students.method if m.startswith("multi:")}
+            "majority_vote", "average_probs", "ca_mkd", "ebkd", "curriculum", "region_weighted"} == {
+        m.split(":")[1] for m in students.method if m.startswith("multi:")}
     assert set(master[master.task == "trec"]["metric"]) == {"macro_f1"}
 
 
@@ -136,6 +137,31 @@ def test_gates_are_saved_for_the_gating_student(smoke):
     assert set(gates["method"]) == {"multi:gating"}
     w = np.stack(gates["weights"].to_numpy())
     assert w.shape[1] == 3 and np.allclose(w.sum(1), 1, atol=1e-5)
+
+
+def test_fusion_weights_are_saved_for_the_weighted_sum_fusers(smoke):
+    fw = pd.read_parquet(smoke / "fusion_weights.parquet")
+    assert set(fw["method"]) == {f"multi:{f}" for f in ("average", "weighted", "best_per_sample", "entropy_weighted",
+                                                         "ca_mkd", "ebkd", "curriculum", "region_weighted")}
+    w = np.stack(fw["weights"].to_numpy())
+    assert w.shape[1] == 3 and np.allclose(w.sum(1), 1, atol=1e-5) and (w >= 0).all()
+    # label-aware fusers use gold labels on train only; elsewhere their label-free fallback (ebkd)
+    aware = fw[fw["method"].isin(["multi:ca_mkd", "multi:curriculum"])]
+    assert set(aware[aware.split == "train"]["applied"]) == {"ca_mkd", "curriculum"}
+    assert set(aware[aware.split != "train"]["applied"]) == {"ebkd"}
+    ebkd = fw[(fw.method == "multi:ebkd") & (fw.split == "test")].set_index(["task", "idx"])["weights"]
+    ca = fw[(fw.method == "multi:ca_mkd") & (fw.split == "test")].set_index(["task", "idx"])["weights"]
+    assert np.allclose(np.stack(ca.loc[ebkd.index].to_numpy()), np.stack(ebkd.to_numpy()))
+
+
+def test_region_weights_are_in_the_fusion_info(smoke):
+    import json
+    info = json.loads((smoke / "fusion" / "trec.json").read_text())
+    w = info["region_weights"]
+    assert set(w) == set(info["teachers"])
+    for r in ("all_agree", "partial", "full_disagree"):
+        assert sum(w[t][r] for t in info["teachers"]) == pytest.approx(1.0)
+    assert sum(info["region_counts"].values()) == 120          # every selection example is in one region
 
 
 def test_reports_are_executed_and_offline(smoke):

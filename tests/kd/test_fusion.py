@@ -31,9 +31,11 @@ def close(a: torch.Tensor, b) -> None:
 
 def test_registry_and_kwargs_metadata():
     assert set(FUSERS) == {"average", "weighted", "best_per_sample", "gating", "calibrated_average",
-                           "entropy_weighted", "majority_vote", "average_probs"}
+                           "entropy_weighted", "majority_vote", "average_probs",
+                           "ca_mkd", "ebkd", "curriculum", "region_weighted"}
     assert FUSER_KWARGS == {"weighted": ("weights",), "gating": ("gate_weights",),
-                            "calibrated_average": ("temperatures",)}
+                            "calibrated_average": ("temperatures",), "ca_mkd": ("labels",),
+                            "curriculum": ("labels", "progress"), "region_weighted": ("region_weights",)}
 
 
 def test_average():
@@ -114,7 +116,8 @@ def test_average_probs_is_log_mean_probability():
 
 
 KW = {"weighted": {"weights": [3.0]}, "gating": {"gate_weights": torch.ones(4, 1)},
-      "calibrated_average": {"temperatures": [2.0]}}
+      "calibrated_average": {"temperatures": [2.0]}, "ca_mkd": {"labels": [0, 5, 2, 3]},
+      "curriculum": {"labels": [0, 5, 2, 3], "progress": 0.6}, "region_weighted": {"region_weights": [[1], [2], [3]]}}
 
 
 @pytest.mark.parametrize("name", sorted(FUSERS))
@@ -137,10 +140,12 @@ def test_single_teacher_returns_the_teacher(name):
 def test_six_classes_many_teachers(name):
     z = torch.randn(5, 4, 6, generator=torch.Generator().manual_seed(2))
     kw = {"weighted": {"weights": [1, 2, 3, 4]}, "gating": {"gate_weights": torch.full((5, 4), 0.25)},
-          "calibrated_average": {"temperatures": [1, 1, 1, 1]}}.get(name, {})
+          "calibrated_average": {"temperatures": [1, 1, 1, 1]}, "ca_mkd": {"labels": [0, 1, 2, 3, 5]},
+          "curriculum": {"labels": [0, 1, 2, 3, 5], "progress": 0.0},
+          "region_weighted": {"region_weights": torch.ones(3, 4)}}.get(name, {})
     out = fuse(name, z, **kw)
     assert out.shape == (5, 6) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    if name in ("gating", "calibrated_average"):
+    if name in ("gating", "calibrated_average", "curriculum", "region_weighted"):
         close(out, z.mean(1))
 
 

@@ -106,6 +106,21 @@ def test_render_example(ex):
     assert "majority over seeds" in ex.render_example(row, seed=MAJORITY)
 
 
+def test_fusion_weights_are_shown_per_example(tmp_path):
+    import pandas as pd
+    run_dir = write_fake_run(tmp_path / "fake")
+    ex0 = Explorer(run_dir)
+    frame = ex0.table("toy3").frame
+    n = len(frame)
+    w = np.tile([0.125, 0.25, 0.625], (n, 1))
+    pd.DataFrame({"task": "toy3", "method": "multi:ca_mkd", "split": "test", "idx": frame["idx"].to_numpy(),
+                  "weights": [list(r) for r in w], "applied": "ebkd"}).to_parquet(run_dir / "fusion_weights.parquet")
+    ex = Explorer(run_dir)
+    h = ex.render_example(ex.filtered("toy3", sort="idx").iloc[0])
+    assert "multi:ca_mkd fuser (ebkd weights: no labels used here)" in h
+    assert "0.125" in h and "0.625" in h
+
+
 def test_widget_filter_changes_shown_example(run_dir):
     w = explore(run_dir)
     assert w.explorer.table("toy3") is not None and "example_html" in dir(w)

@@ -94,7 +94,7 @@ def test_embedded_study_in_bf16_gave_the_fp32_answers(tmp_path):
                                          "recorded: run `make bench-precision` again")
     assert record["code_version"] == pipeline.CODE_VERSION, "the pipeline changed: run `make bench-precision` again"
     assert record["reference"]["precision"] == "fp32" and record["candidate"]["resolved"] == "bf16"
-    assert record["total"] == 3 * 15                 # 3 tasks x (3 teachers + baseline + 3 single + 8 fusers)
+    assert record["total"] == 3 * 16                 # 3 tasks x (3 teachers + baseline + 3 single + 9 fusers)
     assert record["within_reference_ci"] == record["total"], [
         (r["task"], r["method"]) for r in record["rows"] if not r["within_reference_ci"]]
     assert record["paired_significant"] == 0

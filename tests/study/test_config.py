@@ -13,7 +13,7 @@ def base() -> dict:
     return yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
 
 
-@pytest.mark.parametrize("profile", ["embedded", "smoke", "glue"])
+@pytest.mark.parametrize("profile", ["embedded", "smoke", "glue", "fusers"])
 def test_profiles_validate(profile):
     p = load_params(ROOT / "params" / f"{profile}.yaml")
     assert p.run_name == profile
