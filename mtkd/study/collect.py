@@ -172,11 +172,12 @@ RESULT_FILES = ("predictions.parquet", "gates.parquet", "fusion_weights.parquet"
                 "summary.csv", "comparisons.csv", "choices.json", "success_metrics.json")
 
 
-def results_key(run: Run) -> str:
-    """What the result files depend on: every unit (its folder name holds its params hash) and the stats params."""
+def results_key(run: Run, stage: str = "students") -> str:
+    """What a stage's result files depend on: every unit (its folder name holds its params hash), the
+    teachers and the stats params."""
     from mtkd.study.config import params_hash
     from mtkd.study.pipeline import CODE_VERSION
-    units = [run.unit_dir(u).name for u in plan(run, "students")]
+    units = [run.unit_dir(u).name for u in plan(run, stage)]
     teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
     return params_hash(units, teachers, run.params.stats, CODE_VERSION)
 
@@ -234,10 +235,16 @@ def write_sweep_results(run: Run) -> pd.DataFrame | None:
     (picked on the selection split, reported on test)."""
     if not plan(run, "sweep"):
         return None
+    key, marker = results_key(run, "sweep"), run.dir / "sweep.key"
+    files = [run.dir / "sweep_predictions.parquet", run.dir / "sweep_results.csv"]
+    if marker.exists() and marker.read_text() == key and all(f.exists() for f in files):
+        return pd.read_csv(files[1])          # a warm re-run: the same units, the same scores
+    marker.unlink(missing_ok=True)
     preds, gates = student_predictions(run, "sweep")
     scores = score_table(run, preds, extra_keys=("temperature", "alpha"))
-    io.write_parquet(run.dir / "sweep_predictions.parquet", preds)
-    io.write_csv(run.dir / "sweep_results.csv", scores)
+    io.write_parquet(files[0], preds)
+    io.write_csv(files[1], scores)
+    io.write_text(marker, key)
     return scores
 
 

@@ -332,9 +332,19 @@ def fit_region_weights(z: np.ndarray, labels: np.ndarray, teachers: list[str]) -
     return {t: {r: float(rows[r][k]) for r in REGIONS} for k, t in enumerate(teachers)}, counts
 
 
+def fusion_key(run: Run, task: str) -> str:
+    """What a task's fusion info depends on: its teachers (each key names its params and data) and the code."""
+    return config.params_hash([run.teacher_key(task, t) for t in run.teachers], CODE_VERSION)
+
+
 def write_fusion_info(run: Run) -> None:
+    """``fusion/<task>.json`` of every task, recomputed only when its teachers or the code changed (its
+    ``key``): the stages that need it all call this, and a warm run then reads no metric module."""
     for task in run.tasks:
-        io.write_json(run.dir / "fusion" / f"{task}.json", fusion_info(run, task))
+        path, key = run.dir / "fusion" / f"{task}.json", fusion_key(run, task)
+        if path.exists() and io.read_json(path).get("key") == key:
+            continue
+        io.write_json(path, {**fusion_info(run, task), "key": key})
 
 
 def read_fusion_info(run: Run, task: str) -> dict:
