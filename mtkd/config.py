@@ -131,6 +131,10 @@ SCHEMA: dict = {
         "confidence": Field("float", 0.95, "confidence level of every interval", min=0.5, max=0.999),
         "bootstrap": Field("int", 2000, "bootstrap resamples", min=100, max=100000),
         "significance": Field("float", 0.05, "family-wise error rate (Holm)", min=0.001, max=0.5),
+        "equivalence_margin": Field("float", 1.0, "equivalence margin in pp: a paired difference whose TOST "
+                                    "interval lies inside +-margin is 'equivalent'", min=0.01, max=100.0),
+        "power": Field("float", 0.8, "power at which the minimum detectable effect (mde_pp) is computed",
+                       min=0.5, max=0.99),
     },
     "report": {
         "html": Field("bool", True, "render every executed notebook to self-contained HTML"),
