@@ -7,6 +7,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
 from mtkd.runner import NOTEBOOKS, run_study
@@ -125,9 +126,37 @@ def test_success_metrics_are_taken_from_summary_and_comparisons(smoke):
     for task, t in sm["tasks"].items():
         for key in ("best_single", "best_multi", "best_teacher"):
             assert t[key]["mean"] == pytest.approx(summary.loc[(task, t[key]["method"]), "mean"])
-        assert t["verdict"] in {"multi-teacher better", "single teacher better", "no significant difference"}
+        c = t["multi_advantage_pp"]
+        assert t["verdict"] == c["verdict"] in {"better", "worse", "equivalent", "inconclusive"}
+        assert t["verdict_in_words"].startswith(t["verdict"] + ":")
+        assert f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]" in t["verdict_in_words"]
+        parts = c["variance_components"]
+        assert parts["share_seeds"] + parts["share_examples"] + parts["share_interaction"] == pytest.approx(1)
+        gap = t["gap_closed"]
+        assert (gap["best_multi"] is None) == bool(gap["undefined_reason"])
     assert sm["overall"]["avg_best_single"] == pytest.approx(
         np.mean([t["best_single"]["mean"] for t in sm["tasks"].values()]))
+
+
+def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
+    from scipy.stats import norm
+    comparisons = pd.read_csv(smoke / "comparisons.csv")
+    params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
+    alpha, margin = params["significance"], params["equivalence_margin"]
+    assert (comparisons["margin_pp"] == margin).all()
+    for r in comparisons.itertuples(index=False):
+        if r.p_adjusted <= alpha:
+            assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
+            assert not r.ci_low <= 0 <= r.ci_high                  # significant after Holm: 0 is outside the 95% CI
+        elif r.equivalence_p_adjusted <= alpha:
+            assert r.verdict == "equivalent"
+            assert abs(r.diff_pp) < margin
+        else:
+            assert r.verdict == "inconclusive"
+        assert r.equivalence_p <= r.equivalence_p_adjusted <= 1
+    z = norm.ppf(1 - alpha / (2 * len(comparisons))) + norm.ppf(params["power"])
+    np.testing.assert_allclose(comparisons["mde_pp"], z * comparisons["se_pp"])
+    assert (comparisons["var_seeds"] >= 0).all() and (comparisons["var_examples"] >= 0).all()
 
 
 def test_gates_are_saved_for_the_gating_student(smoke):
