@@ -556,3 +556,17 @@ def diversity_vs_advantage(per_task: pd.DataFrame, x: str = "diversity", y: str 
     out.update(spearman_rho=float(rho), spearman_p=float(sp), pearson_r=float(r), pearson_p=float(pp))
     out["note"] = f"{n} tasks" + ("; few tasks, so the p-values are rough" if n < 8 else "")
     return out
+
+
+# --------------------------------------------------------------------------- per-class F1
+
+def per_class_f1(labels, preds, num_classes: int) -> np.ndarray:
+    """F1 of each class in percent, ``2 TP / (2 TP + FP + FN)``: macro-F1 is their mean, so a rare class
+    (TREC's ABBR) moves it as much as a common one; nan for a class absent from both labels and preds."""
+    y, p = np.asarray(labels), np.asarray(preds)
+    tp = np.bincount(y[y == p], minlength=num_classes).astype(float)
+    fp = np.bincount(p, minlength=num_classes) - tp
+    fn = np.bincount(y, minlength=num_classes) - tp
+    denom = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, 100 * 2 * tp / np.where(denom > 0, denom, 1), np.nan)

@@ -94,6 +94,10 @@ def _summary(args) -> int:
     print(report.markdown(report.verdicts(run)))
     print()
     print(report.markdown(report.variance_components(run)))
+    per_class = report.per_class_f1(run)
+    if len(per_class):
+        print()
+        print(report.markdown(per_class))
     return 0
 
 

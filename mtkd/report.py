@@ -218,6 +218,29 @@ def plan(run: Run, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def per_class_f1(run: Run, split: str = "test") -> pd.DataFrame:
+    """Per task whose headline is macro-F1: every method's F1 per class (mean over seeds) beside its macro-F1,
+    with the class's support, so a rare class's effect on the headline is visible."""
+    rows = []
+    for task in run.tasks:
+        if run.task_info(task)["metrics"][0] != "macro_f1":
+            continue
+        names = run.label_names(task)
+        pred = run.predictions
+        pred = pred[(pred["task"] == task) & (pred["split"] == split)]
+        for method, g in pred.groupby("method", sort=False):
+            per_seed = np.stack([analysis.per_class_f1(s["label"].to_numpy(), s["pred"].to_numpy(), len(names))
+                                 for _, s in g.groupby("seed")])
+            row = {"task": task, "method": method}
+            row.update({f"F1 {n}": v for n, v in zip(names, per_seed.mean(0))})
+            row["macro-F1"] = float(np.nanmean(per_seed, axis=1).mean())
+            rows.append(row)
+        support = run.examples(task, split)["label"].value_counts()
+        rows.append({"task": task, "method": "(test examples)",
+                     **{f"F1 {n}": float(support.get(i, 0)) for i, n in enumerate(names)}, "macro-F1": None})
+    return pd.DataFrame(rows)
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A pipe table (for READMEs and issue notes) without extra dependencies."""
     cells = [[str(c) for c in frame.columns]] + [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
