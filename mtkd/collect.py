@@ -109,7 +109,7 @@ def _comparison_entry(row: pd.Series, versus: str, power_level: float) -> dict:
     parts = {k: float(row[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
     total = sum(parts.values())
     out["variance_components"] = {**parts, "n_seeds": int(row["n_seeds"]), "n_examples": int(row["n_examples"]),
-                                  **{f"share_{k[4:]}": (v / total if total > 0 else float("nan"))
+                                  **{f"share_{k[4:]}": (v / total if total > 0 else None)
                                      for k, v in parts.items()}}
     return out
 

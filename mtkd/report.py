@@ -149,6 +149,9 @@ def verdicts(run: Run) -> pd.DataFrame:
     rows = []
     for task, t in sm["tasks"].items():
         a = t["multi_advantage_pp"]
+        if "mde_pp" not in a:
+            raise ValueError(f"success_metrics.json of {run.path} has no verdicts or MDEs (written by an older mtkd); "
+                             "run the same `mtkd run` again to rewrite the result files")
         d = t.get("distillation_effect_pp") or {}
         gap = t["gap_closed"]["best_multi"]
         rows.append({"task": task, "metric": t["metric"], "best single": t["best_single"]["method"],
@@ -199,7 +202,7 @@ def plan(run: Run, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.Data
     missing = [c for c in ("se_pp", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples")
                if c not in run.comparisons.columns]
     if missing:
-        raise ValueError(f"comparisons.csv of {run.dir} lacks {missing} (written by an older mtkd); run the "
+        raise ValueError(f"comparisons.csv of {run.path} lacks {missing} (written by an older mtkd); run the "
                          "same `mtkd run` again to rewrite the result files")
     st = stats_params(run)
     family = len(run.comparisons)

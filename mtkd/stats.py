@@ -154,7 +154,8 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
         raise ValueError(f"a and b must have the same seeds to be paired, got {seeds_a} and {seeds_b}")
     if labels.shape != labels_b.shape or not np.array_equal(labels, labels_b):
         raise ValueError("a and b must be scored on the same examples in the same order (their labels differ)")
-    diff = float((_seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)).mean())
+    seed_diffs = _seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)
+    diff = float(seed_diffs.mean())
     (boot_a, boot_b), (seeds_boot_a, seeds_boot_b) = _two_level(metric, labels, [preds_a, preds_b], n_boot,
                                                                  _rng(rng))
     boot = boot_a - boot_b
@@ -163,7 +164,6 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
     out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": float(min(1.0, 2 * min(below, above)))}
     if margin is None:
         return out
-    seed_diffs = _seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)
     return {**out, "equivalence_p": power.tost_p_value(boot, margin),
             "se_pp": float(boot.std(ddof=1)) if n_boot > 1 else float("nan"),
             **power.variance_components(seed_diffs, seeds_boot_a - seeds_boot_b),

@@ -194,3 +194,30 @@ def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):
     assert teachers and all(after[k] == before[k] for k in teachers)      # teachers reused
     new = set(after) - set(before)
     assert new and all(k.startswith("cache/students/trec/") for k in new)  # only trec students retrained
+
+
+def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
+    import math
+
+    from scipy.stats import norm
+
+    from mtkd.cli import main
+    assert main(["plan", str(smoke), "--mde", "2.0"]) == 0
+    out = capsys.readouterr().out
+    comparisons = pd.read_csv(smoke / "comparisons.csv")
+    params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
+    k = norm.ppf(1 - params["significance"] / (2 * len(comparisons))) + norm.ppf(params["power"])
+    head = comparisons[comparisons["comparison"] == "best multi vs best single"]
+    for r in head.itertuples(index=False):
+        u, v = r.var_seeds * r.n_seeds, r.var_examples * r.n_examples
+        w = r.var_interaction * r.n_seeds * r.n_examples
+        now = u / r.n_seeds + v / r.n_examples + w / (r.n_seeds * r.n_examples)
+        if now == 0:
+            continue
+        room = (2.0 / k) ** 2 * now / r.se_pp ** 2 - u / 5             # with 5 seeds
+        expected = "unreachable" if room <= 0 else str(math.ceil((v + w / 5) / room))
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"| {r.task} | best multi vs best single"))
+        assert line.split(" | ")[4].strip() == expected          # columns: task, comparison, now, 3 seeds, 5 seeds
+    assert main(["summary", str(smoke)]) == 0
+    out = capsys.readouterr().out
+    assert "in words" in out and "share seeds" in out and "F1 ABBR" in out
