@@ -28,7 +28,7 @@ from .config import Params
 STAGES = ("teachers", "logits", "students", "sweep")
 SPLITS = ("train", "selection", "test")
 EVAL_SPLITS = ("selection", "test")
-CODE_VERSION = 4          # bump when a change alters results, so caches of older code are not reused
+CODE_VERSION = 5          # bump when a change alters results, so caches of older code are not reused
 
 
 def log(msg: str) -> None:
