@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, power
-from .pipeline import EVAL_SPLITS, SPLITS, Run, plan, read_logits
+from .pipeline import EVAL_SPLITS, SPLITS, Run, log, plan, read_logits
 
 PROTOCOL = ("Every choice (best single teacher, best multi-teacher fuser, fusion weights, calibration "
             "temperatures, T and alpha in the sweep) is made on the selection split; the headline numbers "
@@ -206,6 +206,10 @@ def write_results(run: Run) -> dict:
     comparisons = stats.compare(predictions, metrics, choice, split="test", n_boot=st.bootstrap,
                                 confidence=st.confidence, significance=st.significance,
                                 margin=st.equivalence_margin, power_level=st.power)
+    if len(comparisons) / (st.bootstrap + 1) > st.significance:
+        log(f"note: with {st.bootstrap} bootstrap resamples no p-value falls below 1/{st.bootstrap + 1}, so none of "
+            f"the {len(comparisons)} Holm-adjusted comparisons can reach {st.significance}: every verdict is "
+            f"inconclusive (raise stats.bootstrap above {int(len(comparisons) / st.significance)})")
     success = success_metrics(run, summary, comparisons, choice)
     io.write_parquet(run.dir / "predictions.parquet", predictions)
     io.write_parquet(run.dir / "gates.parquet", gates)
