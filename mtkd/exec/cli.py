@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("params", parents=[debug], help="every parameter with its type, default and meaning")
     sm = sub.add_parser("summary", parents=[debug], help="print a finished run's main table and verdicts as markdown")
     sm.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
+    pl = sub.add_parser("plan", parents=[debug], help="seeds and test examples that would reach a target MDE, "
+                        "from a finished run's variance components")
+    pl.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
+    pl.add_argument("--mde", type=float, default=1.0, help="target minimum detectable effect in pp (default 1.0)")
     return p
 
 
@@ -88,6 +92,25 @@ def _summary(args) -> int:
     print(report.markdown(report.main_table(run)))
     print()
     print(report.markdown(report.verdicts(run)))
+    print()
+    print(report.markdown(report.variance_components(run)))
+    per_class = report.per_class_f1(run)
+    if len(per_class):
+        print()
+        print(report.markdown(per_class))
+    return 0
+
+
+def _plan(args) -> int:
+    from mtkd.report import tables as report
+    from mtkd.study.results import load_run
+    run = load_run(args.run_dir)
+    table = report.plan(run, args.mde)
+    st = report.stats_params(run)
+    print(f"Test examples needed per task for an MDE of {args.mde:g} pp ({st['power']:.0%} power, two-sided, "
+          f"level {st['significance']:g} / {len(run.comparisons)} comparisons), by number of seeds:")
+    print()
+    print(report.markdown(table))
     return 0
 
 
@@ -102,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "data": _data, "models": _models, "params": _params, "summary": _summary}[args.command]
+    handler = {"run": _run, "data": _data, "models": _models, "params": _params, "summary": _summary,
+               "plan": _plan}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

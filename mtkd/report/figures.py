@@ -240,6 +240,7 @@ def gap_closed_bars(gap: pd.DataFrame, reference: str = "best",
     """Share of the teacher-student gap each distilled student closes, per task (in %).
 
     ``gap``: :func:`mtkd.study.analysis.gap_closed_table`; ``reference`` is ``"best"`` or ``"mean"`` teacher.
+    A task whose teacher is not above the no-KD baseline gets no bar but a "not defined" note with the reason.
     """
     col = f"gap_closed_{reference}"
     tcol = "best_teacher_score" if reference == "best" else "mean_teacher_score"
@@ -257,6 +258,12 @@ def gap_closed_bars(gap: pd.DataFrame, reference: str = "best",
                            "<extra></extra>")))
     fig.add_hline(y=0, line_color="#444", line_width=1)
     fig.add_hline(y=100, line_dash="dot", line_color="#888", annotation_text="matches the teacher")
+    notes = gap.loc[gap[col].isna(), ["task", "gap_closed_note"]] if "gap_closed_note" in gap else gap.iloc[:0]
+    for task, note in notes.drop_duplicates("task").itertuples(index=False):   # no bar: say why, never a number
+        fig.add_annotation(x=task, y=0, yshift=14, showarrow=False, font_size=11,
+                           text="not defined" if not note else note.split(":", 1)[0],
+                           hovertext=note or f"gap closed against the {reference} teacher is not defined: "
+                           f"the {reference} teacher is not above the no-KD baseline")
     fig.update_xaxes(title_text="task")
     fig.update_yaxes(title_text="% of the gap closed")
     return _finish(fig, title, barmode="group", legend_title_text="method")

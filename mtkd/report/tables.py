@@ -144,16 +144,104 @@ def main_table(run: RunResults) -> pd.DataFrame:
 
 
 def verdicts(run: RunResults) -> pd.DataFrame:
-    """Per task: best single, best multi (both chosen on selection), the paired test difference and the verdict."""
+    """Per task: best single, best multi (both chosen on selection), the paired test difference, its MDE,
+    the verdict in words, and the distillation effect (best single vs no KD) with its own verdict."""
     sm = run.success_metrics
     rows = []
     for task, t in sm["tasks"].items():
         a = t["multi_advantage_pp"]
+        if "mde_pp" not in a:
+            raise ValueError(f"success_metrics.json of {run.path} has no verdicts or MDEs (written by an older mtkd); "
+                             "run the same `mtkd run` again to rewrite the result files")
+        d = t.get("distillation_effect_pp") or {}
+        gap = t["gap_closed"]["best_multi"]
         rows.append({"task": task, "metric": t["metric"], "best single": t["best_single"]["method"],
                      "single": round(t["best_single"]["mean"], 2), "best multi": t["best_multi"]["method"],
                      "multi": round(t["best_multi"]["mean"], 2), "advantage (pp)": round(a["diff_pp"], 2),
                      "95% CI": f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]", "p (Holm)": round(a["p_adjusted"], 4),
-                     "gap closed (multi)": t["gap_closed"]["best_multi"], "verdict": t["verdict"]})
+                     "MDE (pp)": round(a["mde_pp"], 2), "verdict": a["verdict"], "in words": a["in_words"],
+                     "distillation (pp)": round(d["diff_pp"], 2) if d else None,
+                     "distillation MDE (pp)": round(d["mde_pp"], 2) if d else None,
+                     "distillation verdict": d.get("verdict"),
+                     "gap closed (multi)": "not defined" if gap is None else gap})
+    return pd.DataFrame(rows)
+
+
+def variance_components(run: Run) -> pd.DataFrame:
+    """Per task and headline comparison: how much of the difference's variance comes from seeds, from test
+    examples and from their interaction (pp^2 and shares); it says whether seeds or examples buy power."""
+    rows = []
+    for task, t in run.success_metrics["tasks"].items():
+        for name, key in (("best multi vs best single", "multi_advantage_pp"),
+                          ("best single vs baseline", "distillation_effect_pp")):
+            c = t.get(key)
+            if not c:
+                continue
+            v = c["variance_components"]
+            rows.append({"task": task, "comparison": name, "seeds": v["n_seeds"], "test examples": v["n_examples"],
+                         "se (pp)": c["se_pp"], "MDE (pp)": c["mde_pp"],
+                         "var seeds (pp^2)": v["var_seeds"], "var examples (pp^2)": v["var_examples"],
+                         "var interaction (pp^2)": v["var_interaction"], "share seeds": v["share_seeds"],
+                         "share examples": v["share_examples"], "share interaction": v["share_interaction"]})
+    return pd.DataFrame(rows)
+
+
+def stats_params(run: Run) -> dict:
+    """The run's stats params, with the defaults of keys added since the run was made."""
+    from mtkd.study.config import SCHEMA
+    return {**{k: f.default for k, f in SCHEMA["stats"].items()}, **(run.params.get("stats") or {})}
+
+
+def plan(run: Run, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.DataFrame:
+    """For each task and headline comparison: the test examples needed with each number of seeds to bring
+    the MDE down to ``target_mde_pp``, from the run's variance components (see ``mtkd.power``).
+
+    ``family_size`` stays the run's own number of comparisons (the Holm family)."""
+    from mtkd.study import power
+    if not target_mde_pp > 0:
+        raise ValueError(f"the target MDE must be > 0 pp, got {target_mde_pp}")
+    missing = [c for c in ("se_pp", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples")
+               if c not in run.comparisons.columns]
+    if missing:
+        raise ValueError(f"comparisons.csv of {run.path} lacks {missing} (written by an older mtkd); run the "
+                         "same `mtkd run` again to rewrite the result files")
+    st = stats_params(run)
+    family = len(run.comparisons)
+    rows = []
+    for _, c in run.comparisons.iterrows():
+        if c["comparison"] not in ("best multi vs best single", "best single vs baseline"):
+            continue
+        comp = {k: float(c[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
+        row = {"task": c["task"], "comparison": c["comparison"], "now": f"{int(c['n_seeds'])} seeds x "
+               f"{int(c['n_examples'])}: MDE {c['mde_pp']:.2f} pp"}
+        for k in seeds:
+            need = power.examples_needed(comp, float(c["se_pp"]), int(c["n_seeds"]), int(c["n_examples"]), k,
+                                         target_mde_pp, float(st["significance"]), float(st["power"]), family)
+            row[f"{k} seeds"] = "unreachable" if need == float("inf") else int(need)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class_f1(run: Run, split: str = "test") -> pd.DataFrame:
+    """Per task whose headline is macro-F1: every method's F1 per class (mean over seeds) beside its macro-F1,
+    with the class's support, so a rare class's effect on the headline is visible."""
+    rows = []
+    for task in run.tasks:
+        if run.task_info(task)["metrics"][0] != "macro_f1":
+            continue
+        names = run.label_names(task)
+        pred = run.predictions
+        pred = pred[(pred["task"] == task) & (pred["split"] == split)]
+        for method, g in pred.groupby("method", sort=False):
+            per_seed = np.stack([analysis.per_class_f1(s["label"].to_numpy(), s["pred"].to_numpy(), len(names))
+                                 for _, s in g.groupby("seed")])
+            row = {"task": task, "method": method}
+            row.update({f"F1 {n}": v for n, v in zip(names, per_seed.mean(0))})
+            row["macro-F1"] = float(np.nanmean(per_seed, axis=1).mean())
+            rows.append(row)
+        support = run.examples(task, split)["label"].value_counts()
+        rows.append({"task": task, "method": "(test examples)",
+                     **{f"F1 {n}": float(support.get(i, 0)) for i, n in enumerate(names)}, "macro-F1": None})
     return pd.DataFrame(rows)
 
 

@@ -309,14 +309,25 @@ def gap_closed(student, no_kd, teacher):
     """Share of the teacher-student gap that distillation closes: ``(student - no_kd) / (teacher - no_kd)``.
 
     1 = the student matches the teacher, 0 = no better than training without distillation,
-    negative = worse than no distillation. nan when ``teacher == no_kd`` (no gap to close).
+    negative = worse than no distillation. nan when ``teacher <= no_kd``: there is no gap to close,
+    and a ratio over a negative gap would read backwards (see ``gap_closed_undefined``).
     Works on scalars and arrays.
     """
     s, b, t = (np.asarray(v, dtype=np.float64) for v in (student, no_kd, teacher))
     denom = t - b
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(denom == 0, np.nan, (s - b) / np.where(denom == 0, 1.0, denom))
+        out = np.where(denom <= 0, np.nan, (s - b) / np.where(denom <= 0, 1.0, denom))
     return float(out) if out.ndim == 0 else out
+
+
+def gap_closed_undefined(no_kd: float, teacher: float) -> str | None:
+    """Why gap closed has no value for this task (None when it has one): the teacher must beat no KD."""
+    if not (np.isfinite(no_kd) and np.isfinite(teacher)):
+        return "not defined: the run has no no-KD baseline or no teacher score"
+    if teacher <= no_kd:
+        return (f"not defined: the best teacher ({teacher:.2f}) is not above the no-KD baseline ({no_kd:.2f}), "
+                "so there is no teacher-student gap to close")
+    return None
 
 
 def gap_closed_table(summary: pd.DataFrame, metric: str | None = None, split: str | None = "test") -> pd.DataFrame:
@@ -325,7 +336,8 @@ def gap_closed_table(summary: pd.DataFrame, metric: str | None = None, split: st
     ``summary``: columns ``task, method, kind, mean`` (e.g. ``summary.csv``), with teacher rows
     (kind ``teacher``) and a ``baseline`` row per task. Returns one row per single/multi
     student: ``task, method, kind, mean, no_kd, best_teacher, best_teacher_score,
-    mean_teacher_score, gap_closed_best, gap_closed_mean`` (fractions).
+    mean_teacher_score, gap_closed_best, gap_closed_mean`` (fractions; nan where not defined) and
+    ``gap_closed_note`` (why it is not defined against the best teacher, else empty).
     """
     df = _prep_summary(summary, metric, split)
     rows = []
@@ -343,10 +355,11 @@ def gap_closed_table(summary: pd.DataFrame, metric: str | None = None, split: st
                          "no_kd": b, "best_teacher": best["method"], "best_teacher_score": t_best,
                          "mean_teacher_score": t_mean,
                          "gap_closed_best": gap_closed(r["mean"], b, t_best),
-                         "gap_closed_mean": gap_closed(r["mean"], b, t_mean)})
+                         "gap_closed_mean": gap_closed(r["mean"], b, t_mean),
+                         "gap_closed_note": gap_closed_undefined(b, t_best) or ""})
     return pd.DataFrame(rows, columns=["task", "method", "kind", "mean", "no_kd", "best_teacher",
                                        "best_teacher_score", "mean_teacher_score", "gap_closed_best",
-                                       "gap_closed_mean"])
+                                       "gap_closed_mean", "gap_closed_note"])
 
 
 # --------------------------------------------------------------------------- ranking, multi vs single
@@ -543,3 +556,17 @@ def diversity_vs_advantage(per_task: pd.DataFrame, x: str = "diversity", y: str 
     out.update(spearman_rho=float(rho), spearman_p=float(sp), pearson_r=float(r), pearson_p=float(pp))
     out["note"] = f"{n} tasks" + ("; few tasks, so the p-values are rough" if n < 8 else "")
     return out
+
+
+# --------------------------------------------------------------------------- per-class F1
+
+def per_class_f1(labels, preds, num_classes: int) -> np.ndarray:
+    """F1 of each class in percent, ``2 TP / (2 TP + FP + FN)``: macro-F1 is their mean, so a rare class
+    (TREC's ABBR) moves it as much as a common one; nan for a class absent from both labels and preds."""
+    y, p = np.asarray(labels), np.asarray(preds)
+    tp = np.bincount(y[y == p], minlength=num_classes).astype(float)
+    fp = np.bincount(p, minlength=num_classes) - tp
+    fn = np.bincount(y, minlength=num_classes) - tp
+    denom = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, 100 * 2 * tp / np.where(denom > 0, denom, 1), np.nan)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtkd.study import io
-from mtkd.study.pipeline import EVAL_SPLITS, SPLITS, Run, plan, read_logits
+from mtkd.study import io, power
 from mtkd.study.methods import Method
+from mtkd.study.pipeline import EVAL_SPLITS, SPLITS, Run, log, plan, read_logits
 
 PROTOCOL = ("Every choice (best single teacher, best multi-teacher fuser, fusion weights, calibration "
             "temperatures, T and alpha in the sweep) is made on the selection split; the headline numbers "
             "are on the test split, which is never used for a choice. Students: mean over seeds; intervals: "
             "bootstrap over test examples and seeds; paired comparisons on the same examples and seeds, "
-            "Holm-adjusted over the whole family of comparisons.")
+            "Holm-adjusted over the whole family of comparisons. Verdicts: better / worse (significant after "
+            "Holm), equivalent (two one-sided tests inside +-margin, Holm-adjusted), inconclusive (neither); "
+            "mde_pp is the difference the design detects with the stated power.")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -121,36 +123,57 @@ def headline_metrics(run: Run) -> dict[str, str]:
     return {t: run.task(t).metrics[0] for t in run.tasks}
 
 
+def _comparison_entry(row: pd.Series, versus: str, power_level: float) -> dict:
+    """One paired comparison of comparisons.csv as the headline states it: numbers, verdict and its words."""
+    out = {k: float(row[k]) for k in ("diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted", "equivalence_p",
+                                      "equivalence_p_adjusted", "margin_pp", "mde_pp", "se_pp")}
+    out["significant"] = bool(row["significant"])
+    out["verdict"] = str(row["verdict"])
+    out["in_words"] = power.in_words(out["verdict"], out["diff_pp"], out["ci_low"], out["ci_high"],
+                                     out["margin_pp"], out["mde_pp"], versus, power_level)
+    parts = {k: float(row[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
+    total = sum(parts.values())
+    out["variance_components"] = {**parts, "n_seeds": int(row["n_seeds"]), "n_examples": int(row["n_examples"]),
+                                  **{f"share_{k[4:]}": (v / total if total > 0 else None)
+                                     for k, v in parts.items()}}
+    return out
+
+
 def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, choice: dict) -> dict:
     """The headline per task and overall, every number taken from summary / comparisons."""
-    from mtkd.study.analysis import gap_closed
+    from mtkd.study.analysis import gap_closed, gap_closed_undefined
+    power_level = run.params.stats.power
     tasks = {}
     for task in run.tasks:
         s = summary[summary.task == task].set_index("method")
         teachers = s[s.kind == "teacher"]
         best_teacher = teachers["mean"].idxmax()
-        c = comparisons[(comparisons.task == task) & (comparisons.a == choice[task]["best_multi"])
-                        & (comparisons.b == choice[task]["best_single"])].iloc[0]
+        comp = comparisons[comparisons.task == task]
+        single, multi = choice[task]["best_single"], choice[task]["best_multi"]
+        c = comp[(comp.a == multi) & (comp.b == single)].iloc[0]
+        d = comp[(comp.a == single) & (comp.b == "baseline")]
 
         def entry(method):
             r = s.loc[method]
             return {"method": method, "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                     "n_seeds": int(r["n_seeds"])}
         baseline = s.loc["baseline", "mean"] if "baseline" in s.index else float("nan")
-        diff = {k: float(c[k]) for k in ("diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted")}
-        sig = bool(c["significant"])
-        verdict = ("multi-teacher better" if sig and diff["diff_pp"] > 0 else
-                   "single teacher better" if sig else "no significant difference")
+        advantage = _comparison_entry(c, f"the best single teacher ({single})", power_level)
+        reason = gap_closed_undefined(baseline, teachers["mean"].max())
         tasks[task] = {
             "metric": run.task(task).metrics[0],
             "best_teacher": entry(best_teacher),
             "baseline": entry("baseline") if "baseline" in s.index else None,
-            "best_single": entry(choice[task]["best_single"]),
-            "best_multi": entry(choice[task]["best_multi"]),
-            "multi_advantage_pp": {**diff, "significant": sig},
-            "gap_closed": {k: gap_closed(s.loc[choice[task][k], "mean"], baseline, teachers["mean"].max())
-                           for k in ("best_single", "best_multi")},
-            "verdict": verdict,
+            "best_single": entry(single),
+            "best_multi": entry(multi),
+            "multi_advantage_pp": advantage,
+            "distillation_effect_pp": (_comparison_entry(d.iloc[0], "the no-KD baseline", power_level)
+                                       if len(d) else None),
+            "gap_closed": {**{k: (None if reason else gap_closed(s.loc[choice[task][k], "mean"], baseline,
+                                                                teachers["mean"].max()))
+                              for k in ("best_single", "best_multi")}, "undefined_reason": reason},
+            "verdict": advantage["verdict"],
+            "verdict_in_words": advantage["in_words"],
         }
     adv = [t["multi_advantage_pp"]["diff_pp"] for t in tasks.values()]
     overall = {
@@ -160,11 +183,15 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
         "avg_best_single": float(np.mean([t["best_single"]["mean"] for t in tasks.values()])),
         "avg_best_multi": float(np.mean([t["best_multi"]["mean"] for t in tasks.values()])),
         "avg_multi_advantage_pp": float(np.mean(adv)),
-        "tasks_multi_better": sum(t["verdict"] == "multi-teacher better" for t in tasks.values()),
-        "tasks_single_better": sum(t["verdict"] == "single teacher better" for t in tasks.values()),
-        "tasks_no_difference": sum(t["verdict"] == "no significant difference" for t in tasks.values()),
+        "max_mde_multi_vs_single_pp": float(max(t["multi_advantage_pp"]["mde_pp"] for t in tasks.values())),
+        **{f"tasks_multi_{v}": sum(t["verdict"] == v for t in tasks.values()) for v in power.VERDICTS},
+        **{f"tasks_distillation_{v}": sum(bool(t["distillation_effect_pp"])
+                                          and t["distillation_effect_pp"]["verdict"] == v for t in tasks.values())
+           for v in power.VERDICTS},
     }
-    return {"protocol": PROTOCOL, "seeds": list(run.params.seeds), "confidence": run.params.stats.confidence,
+    st = run.params.stats
+    return {"protocol": PROTOCOL, "seeds": list(run.params.seeds), "confidence": st.confidence,
+            "significance": st.significance, "equivalence_margin_pp": st.equivalence_margin, "power": st.power,
             "tasks": tasks, "overall": overall}
 
 
@@ -203,7 +230,12 @@ def write_results(run: Run) -> dict:
                      "best_multi": stats.choose_best(predictions, metrics, "multi")[task]}
               for task in run.tasks}
     comparisons = stats.compare(predictions, metrics, choice, split="test", n_boot=st.bootstrap,
-                                confidence=st.confidence, significance=st.significance)
+                                confidence=st.confidence, significance=st.significance,
+                                margin=st.equivalence_margin, power_level=st.power)
+    if len(comparisons) / (st.bootstrap + 1) > st.significance:
+        log(f"note: with {st.bootstrap} bootstrap resamples no p-value falls below 1/{st.bootstrap + 1}, so none of "
+            f"the {len(comparisons)} Holm-adjusted comparisons can reach {st.significance}: every verdict is "
+            f"inconclusive (raise stats.bootstrap above {int(len(comparisons) / st.significance)})")
     success = success_metrics(run, summary, comparisons, choice)
     io.write_parquet(run.dir / "predictions.parquet", predictions)
     io.write_parquet(run.dir / "gates.parquet", gates)

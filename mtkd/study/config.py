@@ -93,6 +93,8 @@ SCHEMA: dict = {
                                      "the task's train split (0.1 leaves MRPC 90 % of its 3,668 examples)",
                                      min=0.01, max=1.0),
         "test_size": Field("int", 0, "reporting examples, never used for a choice (0 = 20 %; GLUE: all of validation)", min=0),
+        "test_sizes": Field("dict", {}, "per-task test sizes: task -> examples, overriding test_size for that "
+                            "task (evaluation is cheap next to training: larger test splits buy power)"),
         "split_seed": Field("int", 0, "seed of the deterministic splits and subsamples", min=0),
         "max_length": Field("int", 64, "max tokens per example", min=8, max=4096),
         "glue_dir": Field("str", "", "local folder in the hub's GLUE parquet layout (<dir>/<task>/<split>-00000-of-00001.parquet); "
@@ -133,6 +135,10 @@ SCHEMA: dict = {
         "confidence": Field("float", 0.95, "confidence level of every interval", min=0.5, max=0.999),
         "bootstrap": Field("int", 2000, "bootstrap resamples", min=100, max=100000),
         "significance": Field("float", 0.05, "family-wise error rate (Holm)", min=0.001, max=0.5),
+        "equivalence_margin": Field("float", 1.0, "equivalence margin in pp: a paired difference whose TOST "
+                                    "interval lies inside +-margin is 'equivalent'", min=0.01, max=100.0),
+        "power": Field("float", 0.8, "power at which the minimum detectable effect (mde_pp) is computed",
+                       min=0.5, max=0.99),
     },
     "report": {
         "html": Field("bool", True, "render every executed notebook to self-contained HTML"),
@@ -263,6 +269,11 @@ def _cross_checks(p: dict) -> None:
     tasks = p["data"]["tasks"]
     if len(set(tasks)) != len(tasks):
         raise ParamsError(f"data.tasks: has duplicates: {tasks}")
+    for task, size in p["data"]["test_sizes"].items():
+        if task not in tasks:
+            raise ParamsError(f"data.test_sizes.{task}: not one of data.tasks ({', '.join(tasks)})")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ParamsError(f"data.test_sizes.{task}: expected an integer >= 0 (0 = data.test_size), got {size!r}")
 
 
 def validate(raw: dict) -> Params:

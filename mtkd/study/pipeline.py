@@ -29,7 +29,7 @@ from mtkd.study.methods import BASELINE, Method
 
 STAGES = ("teachers", "logits", "students", "sweep")
 EVAL_SPLITS = ("selection", "test")
-CODE_VERSION = 4          # bump when a change alters results, so caches of older code are not reused
+CODE_VERSION = 5          # bump when a change alters results, so caches of older code are not reused
 
 
 def log(msg: str) -> None:

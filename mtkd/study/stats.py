@@ -20,6 +20,12 @@ metric module's batched ``from_confusion`` (the same formula as its
 ``_compute``), which keeps 2000 resamples x 5 seeds x 1500 examples well under
 a second.
 
+Verdicts (better / worse / equivalent / inconclusive), the TOST equivalence
+test, the minimum detectable effect (analytic, from the bootstrap standard
+deviation, at the Bonferroni level significance / rows of the Holm family) and
+the seeds / examples variance components are defined in ``mtkd.power``;
+``compare`` fills them into every row.
+
 Choices (best single, best multi) are made on the selection split with
 ``choose_best``; ``summarise`` and ``compare`` only report on the split they
 are given.
@@ -33,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mtkd.data import metrics as _metrics
+from mtkd.study import power
 
 PredBySeed = Mapping[int, tuple[np.ndarray, np.ndarray]]   # seed -> (labels, preds), same examples for every seed
 
@@ -88,6 +95,12 @@ def _seed_scores(metric: str, labels: np.ndarray, preds: np.ndarray) -> np.ndarr
 def _resampled_means(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot: int,
                      rng: np.random.Generator) -> list[np.ndarray]:
     """For each (S, n) prediction array, the two-level bootstrap means (n_boot,), all on the same draws."""
+    return _two_level(metric, labels, preds, n_boot, rng)[0]
+
+
+def _two_level(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot: int,
+               rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The two-level bootstrap means (n_boot,) and the per-seed scores on the example resamples (S, n_boot)."""
     n, n_seeds = len(labels), preds[0].shape[0]
     per_seed = [np.empty((n_seeds, n_boot)) for _ in preds]
     step = max(1, _CHUNK // n)
@@ -97,7 +110,7 @@ def _resampled_means(metric: str, labels: np.ndarray, preds: list[np.ndarray], n
             for s in range(n_seeds):
                 m[s, start:start + len(idx)] = _metric_from_indices(metric, labels, p[s], idx)
     seed_draw = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    return [m[seed_draw, np.arange(n_boot)[:, None]].mean(axis=1) for m in per_seed]
+    return [m[seed_draw, np.arange(n_boot)[:, None]].mean(axis=1) for m in per_seed], per_seed
 
 
 def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -121,7 +134,7 @@ def bootstrap_ci(pred_by_seed: PredBySeed, metric: str, n_boot: int = 2000, conf
 
 
 def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2000, confidence: float = 0.95,
-                      rng: np.random.Generator | int | None = None) -> dict[str, float]:
+                      rng: np.random.Generator | int | None = None, margin: float | None = None) -> dict[str, float]:
     """Mean over seeds of (metric_a - metric_b) in percentage points, its interval and a two-sided p-value.
 
     Seed s of ``a`` is paired with seed s of ``b``, and both are resampled on
@@ -129,6 +142,10 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
     percentile interval excludes 0: twice the share of resampled differences on
     the far side of 0 (ties count on both sides), with the +1 correction of a
     Monte Carlo p-value, capped at 1.
+
+    With an equivalence ``margin`` (pp) it also gives the TOST p-value of
+    ``|diff| < margin``, the bootstrap standard deviation ``se_pp`` and the
+    variance components (seeds, examples, interaction; see ``mtkd.power``).
     """
     _check_settings(n_boot, confidence)
     seeds_a, labels, preds_a = _check_preds("a", a)
@@ -137,12 +154,20 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
         raise ValueError(f"a and b must have the same seeds to be paired, got {seeds_a} and {seeds_b}")
     if labels.shape != labels_b.shape or not np.array_equal(labels, labels_b):
         raise ValueError("a and b must be scored on the same examples in the same order (their labels differ)")
-    diff = float((_seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)).mean())
-    boot_a, boot_b = _resampled_means(metric, labels, [preds_a, preds_b], n_boot, _rng(rng))
+    seed_diffs = _seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)
+    diff = float(seed_diffs.mean())
+    (boot_a, boot_b), (seeds_boot_a, seeds_boot_b) = _two_level(metric, labels, [preds_a, preds_b], n_boot,
+                                                                 _rng(rng))
     boot = boot_a - boot_b
     low, high = _interval(boot, confidence)
     below, above = (1 + np.sum(boot <= 0)) / (n_boot + 1), (1 + np.sum(boot >= 0)) / (n_boot + 1)
-    return {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": float(min(1.0, 2 * min(below, above)))}
+    out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": float(min(1.0, 2 * min(below, above)))}
+    if margin is None:
+        return out
+    return {**out, "equivalence_p": power.tost_p_value(boot, margin),
+            "se_pp": float(boot.std(ddof=1)) if n_boot > 1 else float("nan"),
+            **power.variance_components(seed_diffs, seeds_boot_a - seeds_boot_b),
+            "n_seeds": len(seeds_a), "n_examples": len(labels)}
 
 
 def holm(p_values) -> np.ndarray:
@@ -246,7 +271,11 @@ def choose_best(predictions: pd.DataFrame, metrics: Mapping[str, str], kind: str
 
 
 COMPARE_COLUMNS = ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
-                   "p_value", "p_adjusted", "significant"]
+                   "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp",
+                   "equivalence_p", "equivalence_p_adjusted", "se_pp", "var_seeds", "var_examples",
+                   "var_interaction", "n_seeds", "n_examples"]
+MEASURED = ["diff_pp", "ci_low", "ci_high", "p_value", "equivalence_p", "se_pp", "var_seeds", "var_examples",
+            "var_interaction", "n_seeds", "n_examples"]
 
 
 def _pairs(task: str, methods: Mapping[str, str], choice: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -273,17 +302,21 @@ def _pairs(task: str, methods: Mapping[str, str], choice: Mapping[str, str]) -> 
 
 def compare(predictions: pd.DataFrame, metrics: Mapping[str, str], selection_choice: Mapping[str, Mapping[str, str]],
             split: str = "test", n_boot: int = 2000, confidence: float = 0.95, significance: float = 0.05,
-            seed: int = 0) -> pd.DataFrame:
-    """Paired comparisons on ``split`` with Holm's correction over the whole table.
+            seed: int = 0, margin: float = 1.0, power_level: float = 0.8) -> pd.DataFrame:
+    """Paired comparisons on ``split`` with Holm's correction over the whole table, and their verdicts.
 
     Per task: best multi vs best single (always), every other multi method vs
     the best single, and the best single vs the baseline. ``a - b`` is reported,
     so a positive diff means ``a`` scores higher. The best methods come from
     ``selection_choice`` (see ``choose_best`` on the selection split).
+    ``verdict``, the TOST at ``margin`` pp and ``mde_pp`` (at ``power_level``,
+    Bonferroni level ``significance / rows``) are defined in ``mtkd.power``.
     """
     _check_settings(n_boot, confidence)
     if not 0.0 < significance < 1.0:
         raise ValueError(f"significance must lie in (0, 1), got {significance}")
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0 pp (stats.equivalence_margin), got {margin}")
     rows = split_rows(predictions, metrics, split)
     tasks = sorted(rows["task"].unique())
     unchosen = [t for t in tasks if t not in selection_choice]
@@ -299,9 +332,14 @@ def compare(predictions: pd.DataFrame, metrics: Mapping[str, str], selection_cho
             ids_b, pb = seed_predictions(groups[b], f"task {task!r}, method {b!r}")
             if not np.array_equal(ids_a, ids_b):
                 raise ValueError(f"task {task!r}: {a!r} and {b!r} were not evaluated on the same examples")
-            res = paired_comparison(pa, pb, metrics[task], n_boot, confidence, task_rng(seed, task))
+            res = paired_comparison(pa, pb, metrics[task], n_boot, confidence, task_rng(seed, task), margin)
             records.append({"task": task, "comparison": comparison, "a": a, "b": b, "metric": metrics[task], **res})
-    table = pd.DataFrame.from_records(records, columns=COMPARE_COLUMNS[:-2])
+    table = pd.DataFrame.from_records(records, columns=["task", "comparison", "a", "b", "metric", *MEASURED])
     table["p_adjusted"] = holm(table["p_value"].to_numpy())
     table["significant"] = table["p_adjusted"] <= significance
-    return table
+    table["equivalence_p_adjusted"] = holm(table["equivalence_p"].to_numpy())
+    table["verdict"] = [power.verdict(r.diff_pp, r.p_adjusted, r.equivalence_p_adjusted, significance)
+                        for r in table.itertuples()]
+    table["margin_pp"] = float(margin)
+    table["mde_pp"] = [power.mde(se, significance, power_level, len(table)) for se in table["se_pp"]]
+    return table[COMPARE_COLUMNS]

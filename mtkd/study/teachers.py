@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.numpy import load_file, save_file
 
@@ -78,8 +79,12 @@ def _probe_features(task, spec, ctx, frame) -> np.ndarray:
     mspec = models.resolve(spec["model"])
     tok = models.load_tokenizer(mspec)
     encoder = models.load_encoder(mspec)
-    parts = [embed(encoder, encode(tok, frame, [f], _max_length(spec, ctx)), device=ctx.device, dtype=ctx.dtype,
-                   batch_size=ctx.eval_batch_size, desc=f"embed {task.name}:{f}", progress=ctx.progress) for f in task.text_fields]
+    parts = []
+    for f in task.text_fields:     # each distinct text once: an SNLI premise comes with ~3 hypotheses
+        unique, row_of = np.unique(frame[f].to_numpy(dtype=object), return_inverse=True)
+        enc = encode(tok, pd.DataFrame({f: unique}), [f], _max_length(spec, ctx))
+        parts.append(embed(encoder, enc, device=ctx.device, dtype=ctx.dtype, batch_size=ctx.eval_batch_size,
+                           desc=f"embed {task.name}:{f}", progress=ctx.progress)[row_of.ravel()])
     if len(parts) == 1:
         return parts[0]
     u, v = parts

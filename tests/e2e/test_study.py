@@ -8,6 +8,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
 from mtkd.exec.runner import NOTEBOOKS, run_study
@@ -127,9 +128,38 @@ def test_success_metrics_are_taken_from_summary_and_comparisons(smoke):
     for task, t in sm["tasks"].items():
         for key in ("best_single", "best_multi", "best_teacher"):
             assert t[key]["mean"] == pytest.approx(summary.loc[(task, t[key]["method"]), "mean"])
-        assert t["verdict"] in {"multi-teacher better", "single teacher better", "no significant difference"}
+        c = t["multi_advantage_pp"]
+        assert t["verdict"] == c["verdict"] in {"better", "worse", "equivalent", "inconclusive"}
+        assert t["verdict_in_words"].startswith(t["verdict"] + ":")
+        assert f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]" in t["verdict_in_words"]
+        parts = c["variance_components"]
+        if parts["var_seeds"] + parts["var_examples"] + parts["var_interaction"] > 0:   # 0: identical predictions
+            assert parts["share_seeds"] + parts["share_examples"] + parts["share_interaction"] == pytest.approx(1)
+        gap = t["gap_closed"]
+        assert (gap["best_multi"] is None) == bool(gap["undefined_reason"])
     assert sm["overall"]["avg_best_single"] == pytest.approx(
         np.mean([t["best_single"]["mean"] for t in sm["tasks"].values()]))
+
+
+def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
+    from scipy.stats import norm
+    comparisons = pd.read_csv(smoke / "comparisons.csv")
+    params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
+    alpha, margin = params["significance"], params["equivalence_margin"]
+    assert (comparisons["margin_pp"] == margin).all()
+    for r in comparisons.itertuples(index=False):
+        if r.p_adjusted <= alpha:
+            assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
+            assert not r.ci_low <= 0 <= r.ci_high                  # significant after Holm: 0 is outside the 95% CI
+        elif r.equivalence_p_adjusted <= alpha:
+            assert r.verdict == "equivalent"
+            assert abs(r.diff_pp) < margin
+        else:
+            assert r.verdict == "inconclusive"
+        assert r.equivalence_p <= r.equivalence_p_adjusted <= 1
+    z = norm.ppf(1 - alpha / (2 * len(comparisons))) + norm.ppf(params["power"])
+    np.testing.assert_allclose(comparisons["mde_pp"], z * comparisons["se_pp"])
+    assert (comparisons["var_seeds"] >= 0).all() and (comparisons["var_examples"] >= 0).all()
 
 
 def test_gates_are_saved_for_the_gating_student(smoke):
@@ -236,7 +266,7 @@ def test_a_report_only_param_re_renders_without_executing(smoke):
 
 def test_an_edited_notebook_alone_re_executes_and_the_terminal_stays_quiet(smoke, tmp_path, monkeypatch, capfd):
     import shutil
-    from mtkd import runner
+    from mtkd.exec import runner
     nbdir = tmp_path / "notebooks"
     shutil.copytree(runner.NOTEBOOK_DIR, nbdir)
     node = nbformat.read(nbdir / "08_summary.ipynb", as_version=4)
@@ -261,3 +291,30 @@ def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):
     assert teachers and all(after[k] == before[k] for k in teachers)      # teachers reused
     new = set(after) - set(before)
     assert new and all(k.startswith("cache/students/trec/") for k in new)  # only trec students retrained
+
+
+def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
+    import math
+
+    from scipy.stats import norm
+
+    from mtkd.cli import main
+    assert main(["plan", str(smoke), "--mde", "2.0"]) == 0
+    out = capsys.readouterr().out
+    comparisons = pd.read_csv(smoke / "comparisons.csv")
+    params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
+    k = norm.ppf(1 - params["significance"] / (2 * len(comparisons))) + norm.ppf(params["power"])
+    head = comparisons[comparisons["comparison"] == "best multi vs best single"]
+    for r in head.itertuples(index=False):
+        u, v = r.var_seeds * r.n_seeds, r.var_examples * r.n_examples
+        w = r.var_interaction * r.n_seeds * r.n_examples
+        now = u / r.n_seeds + v / r.n_examples + w / (r.n_seeds * r.n_examples)
+        if now == 0:
+            continue
+        room = (2.0 / k) ** 2 * now / r.se_pp ** 2 - u / 5             # with 5 seeds
+        expected = "unreachable" if room <= 0 else str(math.ceil((v + w / 5) / room))
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"| {r.task} | best multi vs best single"))
+        assert line.split(" | ")[4].strip() == expected          # columns: task, comparison, now, 3 seeds, 5 seeds
+    assert main(["summary", str(smoke)]) == 0
+    out = capsys.readouterr().out
+    assert "in words" in out and "share seeds" in out and "F1 ABBR" in out

@@ -210,8 +210,8 @@ def test_compare_rows_and_holm_over_the_table():
     choice = {"t": {"best_single": "single:x", "best_multi": "multi:average"},
               "u": {"best_single": "single:x", "best_multi": "multi:average"}}
     table = compare(frame, METRICS, choice, n_boot=300, significance=0.05)
-    assert list(table.columns) == ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
-                                   "p_value", "p_adjusted", "significant"]
+    assert list(table.columns)[:14] == ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
+                                        "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp"]
     t = table[table["task"] == "t"]
     assert list(zip(t["comparison"], t["a"], t["b"])) == [
         ("best multi vs best single", "multi:average", "single:x"),

@@ -1,0 +1,200 @@
+"""Verdicts, TOST equivalence, minimum detectable effect, variance components and planning (mtkd.study.power)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from mtkd.study import power
+from mtkd.study.stats import compare, paired_comparison
+
+
+def _binary(rng, labels, accuracy, seeds):
+    """seed -> (labels, preds): right on each example independently with probability ``accuracy``."""
+    return {s: (labels, np.where(rng.random(len(labels)) < accuracy, labels, 1 - labels)) for s in seeds}
+
+
+# --------------------------------------------------------------------------- verdicts by hand
+
+@pytest.mark.parametrize("diff, p_adj, eq_adj, expected", [
+    (2.0, 0.01, 0.9, "better"),
+    (-2.0, 0.01, 0.9, "worse"),
+    (0.3, 0.01, 0.01, "better"),          # significant and inside the margin: real, only small
+    (0.1, 0.60, 0.02, "equivalent"),
+    (0.1, 0.60, 0.05, "equivalent"),      # at the level: rejected (<=), like the difference test
+    (0.1, 0.60, 0.06, "inconclusive"),
+    (3.0, 0.06, 1.0, "inconclusive"),
+])
+def test_verdict_on_hand_made_results(diff, p_adj, eq_adj, expected):
+    assert power.verdict(diff, p_adj, eq_adj, 0.05) == expected
+
+
+def test_tost_p_value_by_hand():
+    boot = np.array([-1.5, -0.5, 0.0, 0.2, 0.4, 0.9, 1.0, 1.2, 0.3, 0.1])   # 10 draws
+    # below -1: 1 draw -> (1+1)/11; at or above +1: 2 draws -> (1+2)/11; TOST = the larger
+    assert power.tost_p_value(boot, 1.0) == pytest.approx(3 / 11)
+    assert power.tost_p_value(np.zeros(99), 1.0) == pytest.approx(1 / 100)
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        power.tost_p_value(boot, 0.0)
+
+
+def test_words_quote_the_interval_and_margin():
+    assert power.in_words("inconclusive", -1.65, -4.97, 1.67, 1.0, 5.1, "single:mpnet").startswith(
+        "inconclusive: [-4.97, 1.67] is wider than +-1 pp")
+    assert power.in_words("equivalent", 0.1, -0.4, 0.6, 1.0, 0.9, "single:mpnet").startswith(
+        "equivalent: within +-1 pp of single:mpnet")
+    assert "neither excludes 0" in power.in_words("inconclusive", 0.9, -0.1, 1.2, 1.0, 1.0, "b")
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        power.in_words("same", 0, 0, 0, 1, 1, "b")
+
+
+# --------------------------------------------------------------------------- TOST by simulation
+
+def _equivalent_share(true_diff: float, margin: float, draws: int = 150, n: int = 2500):
+    """Share of simulated studies (1 seed, independent errors) called equivalent at the 5 % level, and the
+    share the normal approximation predicts from the draws' own spread (the interval is the 90 % one)."""
+    rng = np.random.default_rng(7)
+    hits, diffs, ses = 0, [], []
+    for _ in range(draws):
+        labels = rng.integers(0, 2, n)
+        a = _binary(rng, labels, 0.80 + true_diff / 100, [0])
+        b = _binary(rng, labels, 0.80, [0])
+        r = paired_comparison(a, b, "accuracy", n_boot=300, rng=rng, margin=margin)
+        hits += power.verdict(r["diff_pp"], 1.0, r["equivalence_p"], 0.05) == "equivalent"
+        diffs.append(r["diff_pp"])
+        ses.append(r["se_pp"])
+    se_true, se_boot, z = np.std(diffs, ddof=1), np.mean(ses), norm.ppf(0.95)
+    expected = (norm.cdf((margin - z * se_boot - true_diff) / se_true)
+                - norm.cdf((-margin + z * se_boot - true_diff) / se_true))
+    return hits / draws, max(0.0, expected)
+
+
+def test_tost_calls_a_difference_inside_the_margin_equivalent_at_the_predicted_rate():
+    # se of one study ~ sqrt(0.32 / 2500) = 1.13 pp; true difference 0.5 pp inside a 3 pp margin
+    share, expected = _equivalent_share(0.5, 3.0)
+    assert 0.5 < expected < 0.9                                   # a test that can tell
+    assert abs(share - expected) < 0.12
+
+
+def test_tost_rarely_calls_a_difference_at_or_outside_the_margin_equivalent():
+    share, _ = _equivalent_share(3.0, 3.0)                        # on the bound: at most the 5 % level
+    assert share <= 0.10
+    share, _ = _equivalent_share(5.0, 3.0)
+    assert share <= 0.02
+
+
+# --------------------------------------------------------------------------- MDE
+
+def test_mde_formula_by_hand():
+    # (z_0.975 + z_0.8) * se = (1.95996 + 0.84162) * 0.5
+    assert power.mde(0.5, 0.05, 0.8) == pytest.approx((1.959964 + 0.841621) * 0.5, rel=1e-5)
+    # Bonferroni over 10 comparisons: z at 1 - 0.005 / 2
+    assert power.mde(1.0, 0.05, 0.8, family_size=10) == pytest.approx(2.807034 + 0.841621, rel=1e-5)
+
+
+def test_simulated_power_at_the_mde_is_about_80_percent():
+    # known variance: one seed, independent errors, accuracies ~0.8 -> Var(diff) = (2 * 0.8 * 0.2) / n
+    rng = np.random.default_rng(11)
+    n, draws = 2000, 200
+    se_known = 100 * math.sqrt(2 * 0.8 * 0.2 / n)
+    mde = power.mde(se_known, 0.05, 0.8)
+    rejected, ses = 0, []
+    for _ in range(draws):
+        labels = rng.integers(0, 2, n)
+        a = _binary(rng, labels, 0.80 + mde / 200, [0])
+        b = _binary(rng, labels, 0.80 - mde / 200, [0])
+        r = paired_comparison(a, b, "accuracy", n_boot=300, rng=rng, margin=1.0)
+        rejected += r["p_value"] <= 0.05
+        ses.append(r["se_pp"])
+    assert np.mean(ses) == pytest.approx(se_known, rel=0.08)      # the bootstrap sees the known variance
+    assert 0.72 <= rejected / draws <= 0.88
+
+
+# --------------------------------------------------------------------------- variance components
+
+def test_variance_components_match_a_two_way_anova():
+    """Accuracy differences d_si (seeds x examples) with known seed effects: the bootstrap split into seeds,
+    examples and interaction equals the expected-mean-squares estimate computed by hand."""
+    rng = np.random.default_rng(3)
+    n, seeds = 3000, [0, 1, 2, 3]
+    labels = rng.integers(0, 2, n)
+    hard = rng.random(n) < 0.25                                    # the example effect: hard or not
+    a, b = {}, {}
+    for k, s in enumerate(seeds):
+        shift = (-0.03, 0.0, 0.02, 0.05)[k]                       # a seed effect on a only
+        pa = np.where(hard, 0.70, 0.92 + shift)                  # a is better on the hard examples,
+        a[s] = (labels, np.where(rng.random(n) < pa, labels, 1 - labels))
+        b[s] = (labels, np.where(rng.random(n) < np.where(hard, 0.20, 0.95), labels, 1 - labels))   # b on the rest
+    r = paired_comparison(a, b, "accuracy", n_boot=4000, rng=0, margin=1.0)
+    d = 100 * np.stack([(a[s][1] == labels).astype(float) - (b[s][1] == labels) for s in seeds])   # (S, n)
+    S = len(seeds)
+    ms_seed = n * d.mean(axis=1).var(ddof=1)
+    ms_ex = S * d.mean(axis=0).var(ddof=1)
+    resid = d - d.mean(axis=1, keepdims=True) - d.mean(axis=0, keepdims=True) + d.mean()
+    ms_res = (resid ** 2).sum() / ((S - 1) * (n - 1))
+    seeds_part = (ms_seed - ms_res) / n / S
+    examples_part = (ms_ex - ms_res) / S / n
+    interaction_part = ms_res / (S * n)
+    assert r["var_seeds"] == pytest.approx(seeds_part, rel=0.15)
+    assert r["var_examples"] == pytest.approx(examples_part, rel=0.15)
+    assert r["var_interaction"] == pytest.approx(interaction_part, rel=0.15)
+    assert r["n_seeds"] == S and r["n_examples"] == n
+
+
+def test_one_seed_cannot_split_seeds_from_examples():
+    c = power.variance_components(np.array([1.0]), np.array([[0.0, 1.0, 2.0]]))
+    assert math.isnan(c["var_seeds"]) and c["var_examples"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        power.planned_se(c, 1.0, 1, 100, 5, 100)
+
+
+# --------------------------------------------------------------------------- planning
+
+COMPONENTS = {"var_seeds": 0.2, "var_examples": 0.3, "var_interaction": 0.1}   # pp^2 at 4 seeds x 1000
+
+
+def test_planned_se_scales_each_component_with_its_own_size():
+    se = math.sqrt(0.6)
+    assert power.planned_se(COMPONENTS, se, 4, 1000, 4, 1000) == pytest.approx(se)
+    # u = 0.8, v = 300, w = 400: 8 seeds x 4000 -> 0.1 + 0.075 + 0.0125
+    assert power.planned_se(COMPONENTS, se, 4, 1000, 8, 4000) == pytest.approx(math.sqrt(0.1875))
+    # the bootstrap's own variance (here twice the model's) is carried over as a ratio
+    assert power.planned_se(COMPONENTS, math.sqrt(1.2), 4, 1000, 8, 4000) == pytest.approx(math.sqrt(0.375))
+
+
+def test_examples_needed_by_hand():
+    k = power.mde(1.0, 0.05, 0.8)
+    # target MDE = k * sqrt(0.25): with 8 seeds 0.25 - 0.1 = 0.15 must hold (300 + 400/8) / n -> n = 2334
+    need = power.examples_needed(COMPONENTS, math.sqrt(0.6), 4, 1000, 8, k * 0.5, 0.05)
+    assert need == math.ceil(350 / 0.15)
+    assert power.planned_se(COMPONENTS, math.sqrt(0.6), 4, 1000, 8, need) <= 0.5
+    # with 2 seeds the seeds alone give 0.4 > 0.25: no test split is large enough
+    assert power.examples_needed(COMPONENTS, math.sqrt(0.6), 4, 1000, 2, k * 0.5, 0.05) == math.inf
+
+
+# --------------------------------------------------------------------------- compare fills the columns
+
+def test_compare_verdicts_agree_with_their_p_values():
+    rng = np.random.default_rng(5)
+    n = 800
+    labels = rng.integers(0, 2, n)
+    good = _binary(rng, labels, 0.9, [1, 2])
+    rows = []
+    for method, kind, preds in (("single:x", "single", good),
+                                ("multi:average", "multi", good),               # identical: equivalent
+                                ("baseline", "baseline", _binary(rng, labels, 0.6, [1, 2]))):   # much worse
+        for s, (y, p) in preds.items():
+            rows.append(pd.DataFrame({"task": "t", "method": method, "kind": kind, "seed": s, "split": "test",
+                                      "idx": np.arange(n), "label": y, "pred": p}))
+    frame = pd.concat(rows, ignore_index=True)
+    choice = {"t": {"best_single": "single:x", "best_multi": "multi:average"}}
+    table = compare(frame, {"t": "accuracy"}, choice, n_boot=400, margin=1.0).set_index("comparison")
+    assert table.loc["best multi vs best single", "verdict"] == "equivalent"
+    assert table.loc["best single vs baseline", "verdict"] == "better"
+    assert (table["margin_pp"] == 1.0).all()
+    np.testing.assert_allclose(table["mde_pp"], (norm.ppf(1 - 0.05 / 4) + norm.ppf(0.8)) * table["se_pp"])
+    with pytest.raises(ValueError, match="equivalence_margin"):
+        compare(frame, {"t": "accuracy"}, choice, n_boot=100, margin=0.0)
