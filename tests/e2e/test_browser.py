@@ -254,7 +254,7 @@ def _report_notebook(path: Path, run_dir: Path) -> int:
     nb.cells = [
         nbf.v4.new_markdown_cell("# Report check\nplotly figures in an offline HTML report."),
         nbf.v4.new_code_cell("import mtkd.report.notebook as nb\nnb.setup_plotly()\nimport plotly.graph_objects as go\n"
-                             "from mtkd import figures, report\nfrom mtkd.study.results import load_run\n"
+                             "from mtkd.report import figures, tables as report\nfrom mtkd.study.results import load_run\n"
                              f"run = load_run({str(run_dir)!r})"),
         nbf.v4.new_code_cell("go.Figure(go.Bar(x=['a', 'b', 'c'], y=[3, 1, 2], name='bars'))"),
         nbf.v4.new_code_cell("figures.agreement_bars(report.agreement(run, split='test'))"),
