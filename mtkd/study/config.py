@@ -73,6 +73,8 @@ CUSTOM_TASK = {
     "label_field": Field("str", "label", "label column (integer ids or label names)"),
     "label_names": Field("list[str]", help="label names in id order", nonempty=True),
     "metric": Field("str", "accuracy", "headline metric", choices=METRICS),
+    "label_counts_fields": Field("list[str]", [], "optional human label count columns, one per class in label_names "
+                                 "order (e.g. annotator votes); every row needs counts summing to more than 0"),
 }
 
 FUSER_NAMES = tuple(FUSERS)
