@@ -387,6 +387,8 @@ def _load_source(name: str) -> pd.DataFrame:
 
 def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFrame]:
     src = _source_cached(name)
+    if spec.label_counts_fields and _get(data_params, "counts_rows_only", False):
+        src = src[src[list(spec.label_counts_fields)].to_numpy().sum(1) > 0].reset_index(drop=True)
     seed = int(_get(data_params, "split_seed", 0))
     train_size = int(_get(data_params, "train_size", 0))
     sel_size = int(_get(data_params, "selection_size", 0))

@@ -132,8 +132,12 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
     for who, spec in [*((f"teachers.{n}", t) for n, t in run.params.teachers.items()),
                       ("student", run.params.student)]:
         m = models.resolve(spec["model"])
-        if who == "student" and m.kind == "tfidf":
-            raise ValueError("student.model: tfidf cannot be a student (it has no logits to distil into)")
+        if who == "student" and m.kind in ("tfidf", "human"):
+            raise ValueError(f"student.model: {m.kind} cannot be a student (it has no logits to distil into)")
+        if spec.get("mode") == "human":
+            from mtkd.study.teachers import check_human_teacher
+            for task in tasks.values():
+                check_human_teacher(task, who)
         if spec.get("mode") == "probe" and m.kind == "tiny":
             raise ValueError(f"{who}.mode: probe needs a pretrained encoder, not {m.name}")
         note = models.check_available(m, strict=strict)

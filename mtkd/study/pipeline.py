@@ -127,7 +127,9 @@ class Run:
     # ------------------------------------------------------------ hashes: what each unit depends on
     def data_key(self, task: str) -> str:
         d = self.params.data
-        return config.params_hash({k: v for k, v in d.items() if k not in ("tasks", "custom")},
+        # counts_rows_only joins the key only when set: runs made before it existed keep their caches
+        return config.params_hash({k: v for k, v in d.items()
+                                   if k not in ("tasks", "custom") and not (k == "counts_rows_only" and not v)},
                                   d.custom.get(task), task, CODE_VERSION)
 
     def _run_key(self) -> dict:

@@ -47,7 +47,8 @@ def test_custom_csv_with_counts_runs_end_to_end(tmp_path):
         "files": {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")},
         "text_fields": ["text"], "label_names": NAMES, "label_counts_fields": ["v_yes", "v_maybe", "v_no"]}})
     raw["teachers"] = {"tf_a": {"model": "tfidf", "mode": "tfidf", "C": 10.0},
-                       "tf_b": {"model": "tfidf", "mode": "tfidf", "C": 0.1}}
+                       "tf_b": {"model": "tfidf", "mode": "tfidf", "C": 0.1},
+                       "people": {"model": "human", "mode": "human"}}       # the reference teacher
     raw["distill"] = {**raw["distill"], "methods": ["baseline", "single", "average"]}
     raw["sweep"] = {"enabled": False}
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -67,10 +68,34 @@ def test_custom_csv_with_counts_runs_end_to_end(tmp_path):
     want = test.set_index("idx")[["v_yes", "v_maybe", "v_no"]]
     pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_dtype=False)
 
+    # the human teacher's logits: log of the add-0.5 smoothed counts, by hand
+    with np.load(run.dir / "logits" / "votes" / "people" / "test.npz") as z:
+        order = pd.Series(range(len(want)), index=want.index.sort_values())
+        counts = want.sort_index().to_numpy(dtype=float) + 0.5
+        np.testing.assert_allclose(z["logits"], np.log(counts / counts.sum(1, keepdims=True)), rtol=1e-6)
+        assert (z["idx"] == order.index.to_numpy()).all()
+    assert "single:people" in set(pd.read_parquet(run.dir / "predictions.parquet")["method"])
+
     out = execute_notebook("10_humans", run)
     nb = json.loads(out.read_text())
     text = "".join("".join(o.get("data", {}).get("text/markdown", ""))
                    for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
     assert "Does fusing move the target toward human uncertainty?" in text
-    assert "teacher:tf_a" in text or "teacher:tf_b" in text
+    assert "teacher:" in text
     assert "concentrated in the low-agreement items" in text
+
+
+def test_human_teacher_needs_counts_on_every_row():
+    from mtkd.data.tasks import load_task
+    from mtkd.study.teachers import check_human_teacher
+    data = {"tasks": ["snli"], "train_size": 300, "selection_size": 100, "test_size": 200, "split_seed": 0,
+            "max_length": 64, "custom": {}, "glue_dir": ""}
+    with pytest.raises(ValueError, match=r"only part of the rows carry human label counts \(train \d+ of 300"
+                                         r".*data.counts_rows_only: true"):
+        check_human_teacher(load_task("snli", data))
+    task = load_task("snli", {**data, "counts_rows_only": True})
+    check_human_teacher(task)
+    for frame in task.splits.values():
+        assert (frame[list(task.label_counts_fields)].to_numpy().sum(1) > 0).all()
+    with pytest.raises(ValueError, match="carries no human label counts"):
+        check_human_teacher(load_task("trec", {**data, "tasks": ["trec"]}))
