@@ -314,7 +314,7 @@ def per_example(m: ModelDist, data: HumanData, scaling: str, metric: str) -> np.
 
 
 def paired_table(data: HumanData, pairs: list[tuple[str, str]], B: int, seed: int = 0,
-                 metrics=("kl", "js_distance", "correct")) -> pd.DataFrame:
+                 metrics=("kl", "correct")) -> pd.DataFrame:
     """For each (model, reference): mean difference model - reference per metric and scaling, over all
     test rows with counts and per agreement level, with paired bootstrap intervals. For KL and the JS
     distance a negative difference means the model is closer to the humans than the reference."""
