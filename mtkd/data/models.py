@@ -37,6 +37,8 @@ MODELS = {
                            "random-initialised 2-layer BERT (hidden 32) with a WordPiece vocabulary built from the "
                            "task's training texts: for tests"),
     "tfidf": ModelSpec("tfidf", "tfidf", "", "word 1-2 and char 2-5 gram TF-IDF + logistic regression"),
+    "human": ModelSpec("human", "human", "", "the task's human label distribution (its annotator counts, add-0.5 "
+                       "smoothed): a reference teacher, nothing trained; needs label counts on every row"),
     # The original study's models, for a GPU box with the hub reachable.
     "bert-large-uncased": ModelSpec("bert-large-uncased", "hub", "bert-large-uncased"),
     "roberta-large": ModelSpec("roberta-large", "hub", "roberta-large"),

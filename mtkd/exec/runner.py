@@ -42,7 +42,7 @@ from mtkd.study.pipeline import STAGES, Run, force, log, plan, run_stage
 ROOT = Path(__file__).resolve().parents[2]         # the repository: notebooks/, outputs/
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_teachers", "02_logits", "03_distillation", "04_confidence", "05_agreement",
-             "06_failures", "07_sweep", "08_summary")
+             "06_failures", "07_sweep", "08_summary", "10_humans")
 NOTEBOOK_PARAMETERS = {"run_dir", "params_file"}
 MIN_FREE_BYTES = 2 * 1024**3
 EXECUTORS = ("sequential", "ray", "accelerate")
@@ -132,8 +132,12 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
     for who, spec in [*((f"teachers.{n}", t) for n, t in run.params.teachers.items()),
                       ("student", run.params.student)]:
         m = models.resolve(spec["model"])
-        if who == "student" and m.kind == "tfidf":
-            raise ValueError("student.model: tfidf cannot be a student (it has no logits to distil into)")
+        if who == "student" and m.kind in ("tfidf", "human"):
+            raise ValueError(f"student.model: {m.kind} cannot be a student (it has no logits to distil into)")
+        if spec.get("mode") == "human":
+            from mtkd.study.teachers import check_human_teacher
+            for task in tasks.values():
+                check_human_teacher(task, who)
         if spec.get("mode") == "probe" and m.kind == "tiny":
             raise ValueError(f"{who}.mode: probe needs a pretrained encoder, not {m.name}")
         note = models.check_available(m, strict=strict)

@@ -3,7 +3,8 @@
 ``explore(run_dir)`` returns an ipywidgets box: pick a task, split, student method and seed,
 filter by teacher agreement region, by why the student erred, and by whether it erred; sort
 by how much the teachers disagree; page through examples. Each example shows its text(s),
-the gold label, every teacher's probabilities, every fuser's target (recomputed from the
+the gold label, the human label distribution and agreement level (``k/n``: the largest class
+count of n annotator labels) when the task has ``label_counts_fields``, every teacher's probabilities, every fuser's target (recomputed from the
 cached logits), the gating weights, every weighted-sum fuser's per-example weights over the
 teachers, and every student's prediction.
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mtkd.study import analysis as A
+from mtkd.study import humans as H
 from mtkd.study.results import RunResults, load_run
 from mtkd.study.methods import Method
 
@@ -39,7 +41,7 @@ SORT_LABELS = {"disagreement": "teacher disagreement (mean pairwise JS), high fi
                "teacher_entropy": "teacher uncertainty (mean entropy), high first", "idx": "example idx"}
 MAJORITY = "majority"
 EMPTY_MESSAGE = "No examples match these filters. Loosen a filter (region, cause, right/wrong) to see examples."
-_KIND_COLORS = {"teacher": "#6b6b6b", "fuser": "#8c564b", "gate": "#9467bd", "baseline": "#d08c00",
+_KIND_COLORS = {"human": "#2ca02c", "teacher": "#6b6b6b", "fuser": "#8c564b", "gate": "#9467bd", "baseline": "#d08c00",
                 "single": "#1f77b4", "multi": "#d62728"}
 
 
@@ -60,6 +62,15 @@ class TaskTable:
     student_probs: dict = field(default_factory=dict)   # (method, seed) -> Series idx -> probs
     gates: dict = field(default_factory=dict)           # (method, seed) -> Series idx -> weights
     fusion_weights: dict = field(default_factory=dict)  # (method, applied fuser) -> Series idx -> weights
+    human_probs: np.ndarray | None = None    # (N, C) human label shares (NaN rows: no counts); None: task has none
+
+    @property
+    def human_levels(self) -> list[str]:
+        """The agreement levels present (``k/n``), most agreement first; empty without counts."""
+        if self.human_probs is None:
+            return []
+        levels = {v for v in self.frame["human"] if v}
+        return sorted(levels, key=lambda v: (-int(v.split("/")[0]) / int(v.split("/")[1]), v))
 
 
 class Explorer:
@@ -109,6 +120,12 @@ class Explorer:
         frame["disagreement"] = A.mean_pairwise_js(probs)
         frame["teacher_entropy"] = A.entropy(probs).mean(axis=1)
         frame["n_teachers_right"] = (tpred == frame["label"].to_numpy()[:, None]).sum(axis=1)
+        counts_fields = list(info.get("label_counts_fields") or [])
+        human = None
+        if counts_fields and set(counts_fields) <= set(ex.columns):
+            counts = ex[counts_fields].to_numpy()
+            human = H.human_distribution(counts)
+            frame["human"] = H.agreement_level(counts)
         sp = run.student_predictions(task, split)
         methods = [m for m in run.student_methods(task) if m in set(sp["method"])]
         seeds = sorted(int(s) for s in sp["seed"].unique()) if len(sp) else list(run.seeds)
@@ -134,7 +151,7 @@ class Explorer:
             fweights[(m, applied)] = pd.Series(list(g["weights"]), index=g["idx"].to_numpy())
         fused = run.fused_targets(task, split) if methods else {}
         return TaskTable(task, split, frame, teachers, list(info["label_names"]), fields, probs, fused,
-                         methods, seeds, preds, sprobs, gates, fweights)
+                         methods, seeds, preds, sprobs, gates, fweights, human)
 
     # ------------------------------------------------------------------ predictions of one method
     def student_pred(self, table: TaskTable, method: str, seed=None) -> np.ndarray:
@@ -151,14 +168,15 @@ class Explorer:
 
     def filtered(self, task: str, region: str = ANY, category: str = ANY, method: str | None = None,
                  correctness: str = ANY, sort: str = "disagreement", split: str | None = None,
-                 seed=None) -> pd.DataFrame:
+                 seed=None, human: str = ANY) -> pd.DataFrame:
         """Rows of :meth:`table` that pass the filters, sorted; adds ``pred, correct, category`` of ``method``.
 
         ``region``: any / all_agree / partial / full_disagree / disagree (= partial or full);
         ``category``: any or a failure category (implies the student erred); ``correctness``:
         any / wrong / right, both about ``method`` (default: the first student method) at
         ``seed`` (default first seed; ``"majority"`` over seeds). ``sort``: disagreement or
-        teacher_entropy (descending, ties by idx) or idx.
+        teacher_entropy (descending, ties by idx) or idx. ``human``: any or a human agreement
+        level ``k/n`` (``TaskTable.human_levels``), for a task with human label counts.
         """
         t = self.table(task, split)
         df = t.frame
@@ -174,11 +192,16 @@ class Explorer:
             raise ValueError(f"correctness must be one of {CORRECTNESS_OPTIONS}, got {correctness!r}")
         if sort not in SORT_OPTIONS:
             raise ValueError(f"sort must be one of {SORT_OPTIONS}, got {sort!r}")
+        if human != ANY and human not in t.human_levels:
+            raise ValueError(f"human must be {ANY!r} or an agreement level of {task}/{t.split}: "
+                             f"{t.human_levels or 'none (the task has no human label counts)'}; got {human!r}")
         mask = np.ones(len(df), dtype=bool)
         if region == "disagree":
             mask &= df["region"].to_numpy() != "all_agree"
         elif region != ANY:
             mask &= df["region"].to_numpy() == region
+        if human != ANY:
+            mask &= df["human"].to_numpy() == human
         extra = {}
         if method is not None:
             pred = self.student_pred(t, method, seed)
@@ -231,6 +254,9 @@ class Explorer:
         head = "".join(f'<th style="{_TH}{"background:#e8f5e9;" if c == y else ""}">{e(n)}{" (gold)" if c == y else ""}</th>'
                        for c, n in enumerate(names))
         rows = []
+        if t.human_probs is not None and np.isfinite(t.human_probs[pos]).all():
+            rows.append(_prob_row(f"humans ({t.frame['human'].iat[pos]} agree)", "human", t.human_probs[pos], y,
+                                  names))
         for k, name in enumerate(t.teachers):
             p = t.teacher_probs[pos, k]
             rows.append(_prob_row(f"teacher {name}", "teacher", p, y, names))
@@ -358,6 +384,7 @@ class ExplorerWidget(W.VBox):
                                    value=ANY, description="error cause", **lay),
             "sort": W.Dropdown(options=[(SORT_LABELS[k], k) for k in SORT_OPTIONS], value="disagreement",
                                description="sort by", **lay),
+            "human": W.Dropdown(options=[("any", ANY)], value=ANY, description="human agreement", **lay),
             "prev": W.Button(description="◀ Prev", layout=W.Layout(width="90px")),
             "next": W.Button(description="Next ▶", layout=W.Layout(width="90px")),
             "position": W.BoundedIntText(value=1, min=1, max=1, description="example", **lay),
@@ -367,7 +394,7 @@ class ExplorerWidget(W.VBox):
         example_html.add_class("mtkd-explorer-example")
         super().__init__(children=[
             W.HBox([c["task"], c["split"], c["method"], c["seed"]]),
-            W.HBox([c["region"], c["correctness"], c["category"], c["sort"]]),
+            W.HBox([c["region"], c["correctness"], c["category"], c["human"], c["sort"]]),
             W.HBox([c["prev"], c["next"], c["position"], page_label]),
             example_html])
         self.add_class("mtkd-explorer")
@@ -376,7 +403,7 @@ class ExplorerWidget(W.VBox):
         self.rows = pd.DataFrame()
         self._busy = False
         self._set_task_options(task, split)
-        for k in ("method", "seed", "region", "correctness", "category", "sort"):
+        for k in ("method", "seed", "region", "correctness", "category", "human", "sort"):
             c[k].observe(self._on_filter, names="value")
         c["task"].observe(self._on_task, names="value")
         c["split"].observe(self._on_split, names="value")
@@ -414,6 +441,11 @@ class ExplorerWidget(W.VBox):
             old = c["seed"].value
             c["seed"].options = seeds
             c["seed"].value = old if old in [v for _, v in seeds] else (seeds[0][1] if seeds else None)
+            levels = t.human_levels
+            kept = c["human"].value
+            c["human"].options = [("any", ANY)] + [(f"{lv} agree", lv) for lv in levels]
+            c["human"].value = kept if kept in levels else ANY
+            c["human"].layout.display = "" if levels else "none"       # shown only for a task with counts
         finally:
             self._busy = False
 
@@ -444,7 +476,7 @@ class ExplorerWidget(W.VBox):
         self.rows = self.explorer.filtered(
             c["task"].value, region=c["region"].value, category=c["category"].value, method=c["method"].value,
             correctness=c["correctness"].value, sort=c["sort"].value, split=c["split"].value,
-            seed=c["seed"].value)
+            seed=c["seed"].value, human=c["human"].value)
         self._busy = True
         try:
             c["position"].max = max(1, len(self.rows))
@@ -477,7 +509,7 @@ def explore(run_dir, task: str | None = None, split: str = "test"):
     """The disagreement explorer over a finished run folder, as an ipywidgets ``VBox``.
 
     The returned widget exposes ``.explorer`` (:class:`Explorer`), ``.controls`` (dict of the
-    control widgets: task, split, method, seed, region, correctness, category, sort, prev,
+    control widgets: task, split, method, seed, region, correctness, category, human, sort, prev,
     next, position), ``.example_html`` (the HTML widget, CSS class ``mtkd-explorer-example``;
     its HTML carries ``data-idx``), ``.rows`` (the matching rows) and ``.shown_idx``.
     """

@@ -11,8 +11,10 @@ Everything is embedded as JSON, columnar and compact:
   error cause per seed as one character per example (an index into ``causes``);
 * the sort orders (teacher disagreement, teacher entropy, idx) as row positions;
 * ``extra_filters``: per table, optional filters with one code per example. Human
-  agreement (from a task's ``label_counts_fields``, when its prepared examples carry them)
-  is the first; a task without them simply has none.
+  agreement (from a task's ``label_counts_fields``, when its prepared examples carry them:
+  the level ``k/n``, the largest class count of n annotator labels, or "no counts") is the
+  first; a task without them simply has none. ``human_probs`` (integer percent, -1 on rows
+  without counts) is then the human label distribution, shown above the teachers.
 """
 from __future__ import annotations
 
@@ -23,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from mtkd.study import analysis as A
+from mtkd.study import humans as H
 from mtkd.study import io
 from mtkd.report.explorer import MAJORITY, SORT_LABELS, SORT_OPTIONS, Explorer
 
 STATIC = Path(__file__).resolve().parent / "static"
 CAUSES = ("correct", *A.FAILURE_CATEGORIES, "missing")       # one digit per example: the index here
-HUMAN_BINS = (("unanimous", "all annotators agree"), ("majority", "a majority agrees"),
-              ("split", "no majority"))
+NO_COUNTS = "no counts"
 
 
 def _percent(a) -> list[int]:
@@ -40,18 +42,20 @@ def _percent(a) -> list[int]:
 
 
 def human_agreement(examples, info: dict) -> list[str] | None:
-    """Per example: unanimous / majority / split among the human annotators; None without counts.
-
-    With counts ``n_c`` per class, the share ``max_c n_c / sum_c n_c`` is 1 (unanimous),
-    above 1/2 (majority) or at most 1/2 (split).
-    """
+    """Per example: the human agreement level ``k/n`` (``max_c n_c`` of ``sum_c n_c`` annotator labels),
+    or "no counts"; None when the task carries no label counts."""
     fields = list(info.get("label_counts_fields") or [])
     if not fields or not set(fields) <= set(examples.columns):
         return None
-    counts = examples[fields].to_numpy(dtype=float)
-    total = counts.sum(axis=1)
-    share = np.divide(counts.max(axis=1), total, out=np.zeros(len(total)), where=total > 0)
-    return np.where(share >= 1, "unanimous", np.where(share > 0.5, "majority", "split")).tolist()
+    levels = H.agreement_level(examples[fields].to_numpy())
+    return [lv or NO_COUNTS for lv in levels]
+
+
+def human_levels(values: list[str]) -> list[str]:
+    """The levels present, most agreement first, "no counts" last."""
+    levels = {v for v in values if v != NO_COUNTS}
+    ordered = sorted(levels, key=lambda v: (-int(v.split("/")[0]) / int(v.split("/")[1]), v))
+    return ordered + ([NO_COUNTS] if NO_COUNTS in values else [])
 
 
 def table_data(explorer: Explorer, task: str, split: str) -> dict:
@@ -79,9 +83,13 @@ def table_data(explorer: Explorer, task: str, split: str) -> dict:
     extra = []
     ex = explorer.run.examples(task, split).set_index("idx").loc[t.frame["idx"].to_numpy()]
     human = human_agreement(ex, explorer.run.task_info(task))
+    human_probs = None
     if human is not None:
-        extra.append({"name": "human", "label": "human agreement", "options": [b for b, _ in HUMAN_BINS],
-                      "option_labels": [w for _, w in HUMAN_BINS], "values": human})
+        options = human_levels(human)
+        extra.append({"name": "human", "label": "human agreement", "options": options,
+                      "option_labels": [o if o == NO_COUNTS else f"{o} agree" for o in options], "values": human})
+        fields = list(explorer.run.task_info(task)["label_counts_fields"])
+        human_probs = _percent(H.human_distribution(ex[fields].to_numpy()))
     return {
         "task": task, "split": split, "n": n, "label_names": t.label_names, "text_fields": t.text_fields,
         "teachers": t.teachers, "fusers": list(t.fused), "methods": t.methods, "seeds": seed_options,
@@ -92,6 +100,7 @@ def table_data(explorer: Explorer, task: str, split: str) -> dict:
         "teacher_probs": _percent(t.teacher_probs), "teacher_preds": t.teacher_probs.argmax(-1).ravel().tolist(),
         "fused": {f: _percent(q) for f, q in t.fused.items()},
         "preds": preds, "causes": causes, "gates": gates, "orders": orders, "extra_filters": extra,
+        "human_probs": human_probs,
     }
 
 

@@ -54,7 +54,8 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 TEACHER = {
     "model": Field("str", help="model registry name (see `mtkd models`) or a hub id / local path"),
     "mode": Field("str", "finetune", "finetune: train the whole model; probe: frozen encoder + logistic head; "
-                  "tfidf: word+char n-gram TF-IDF with logistic regression", choices=("finetune", "probe", "tfidf")),
+                  "tfidf: word+char n-gram TF-IDF with logistic regression; human: the task's human label "
+                  "distribution (model human)", choices=("finetune", "probe", "tfidf", "human")),
     "epochs": Field("int", 2, "fine-tuning epochs", min=1, max=100),
     "lr": Field("float", 5e-5, "peak learning rate (AdamW, linear warm-up then decay)", min=1e-7, max=1.0),
     "batch_size": Field("int", 32, "training batch size", min=1, max=4096),
@@ -73,6 +74,8 @@ CUSTOM_TASK = {
     "label_field": Field("str", "label", "label column (integer ids or label names)"),
     "label_names": Field("list[str]", help="label names in id order", nonempty=True),
     "metric": Field("str", "accuracy", "headline metric", choices=METRICS),
+    "label_counts_fields": Field("list[str]", [], "optional human label count columns, one per class in label_names "
+                                 "order (e.g. annotator votes); every row needs counts summing to more than 0"),
 }
 
 FUSER_NAMES = tuple(FUSERS)
@@ -96,6 +99,8 @@ SCHEMA: dict = {
         "test_sizes": Field("dict", {}, "per-task test sizes: task -> examples, overriding test_size for that "
                             "task (evaluation is cheap next to training: larger test splits buy power)"),
         "split_seed": Field("int", 0, "seed of the deterministic splits and subsamples", min=0),
+        "counts_rows_only": Field("bool", False, "embedded tasks with human label counts (snli): draw every split "
+                                  "from the rows that carry counts, so a `human` teacher can run"),
         "max_length": Field("int", 64, "max tokens per example", min=8, max=4096),
         "glue_dir": Field("str", "", "local folder in the hub's GLUE parquet layout (<dir>/<task>/<split>-00000-of-00001.parquet); "
                           "empty = load GLUE from the hub"),
@@ -259,9 +264,10 @@ def _validate(schema: dict, given: Any, prefix: str) -> dict:
 def _cross_checks(p: dict) -> None:
     """Checks that involve more than one key."""
     for name, t in p["teachers"].items():
-        if (t["mode"] == "tfidf") != (t["model"] == "tfidf"):
-            raise ParamsError(f"teachers.{name}: mode 'tfidf' goes with model 'tfidf' "
-                              f"(got model={t['model']!r}, mode={t['mode']!r})")
+        for own in ("tfidf", "human"):
+            if (t["mode"] == own) != (t["model"] == own):
+                raise ParamsError(f"teachers.{name}: mode {own!r} goes with model {own!r} "
+                                  f"(got model={t['model']!r}, mode={t['mode']!r})")
     fusers = [m for m in p["distill"]["methods"] if m in FUSER_NAMES]
     if fusers and len(p["teachers"]) < 2:
         raise ParamsError(f"distill.methods: fusers {fusers} need at least two teachers; "

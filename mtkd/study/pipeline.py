@@ -127,7 +127,9 @@ class Run:
     # ------------------------------------------------------------ hashes: what each unit depends on
     def data_key(self, task: str) -> str:
         d = self.params.data
-        return config.params_hash({k: v for k, v in d.items() if k not in ("tasks", "custom")},
+        # counts_rows_only joins the key only when set: runs made before it existed keep their caches
+        return config.params_hash({k: v for k, v in d.items()
+                                   if k not in ("tasks", "custom") and not (k == "counts_rows_only" and not v)},
                                   d.custom.get(task), task, CODE_VERSION)
 
     def _run_key(self) -> dict:
@@ -210,11 +212,13 @@ def prepare_data(run: Run) -> None:
         folder = run.dir / "data" / name
         meta = {"name": name, "text_fields": list(task.text_fields), "label_names": list(task.label_names),
                 "metrics": list(task.metrics), "source": task.source, "license": task.license,
-                "group_key": task.group_key, "data_key": run.data_key(name)}
+                "group_key": task.group_key, "label_counts_fields": list(task.label_counts_fields),
+                "data_key": run.data_key(name)}
         if (folder / "task.json").exists() and io.read_json(folder / "task.json") == meta:
             continue
         frames = [f.assign(split=s) for s, f in task.splits.items()]
-        examples = pd.concat(frames, ignore_index=True)[["split", "idx", "label", *task.text_fields]]
+        examples = pd.concat(frames, ignore_index=True)[["split", "idx", "label", *task.text_fields,
+                                                         *task.label_counts_fields]]
         io.write_parquet(folder / "examples.parquet", examples)
         io.write_json(folder / "task.json", meta)
 

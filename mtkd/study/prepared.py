@@ -31,4 +31,4 @@ def prepared_task(run_dir: Path, name: str, data_key: str):
     present = [s for s in SPLITS if s in set(examples["split"])]
     splits = {s: examples[examples["split"] == s].drop(columns="split").reset_index(drop=True) for s in present}
     return Task(name, tuple(meta["text_fields"]), tuple(meta["label_names"]), tuple(meta["metrics"]), splits,
-                meta["source"], meta["license"], meta.get("group_key"))
+                meta["source"], meta["license"], meta.get("group_key"), tuple(meta.get("label_counts_fields") or ()))

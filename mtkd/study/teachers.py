@@ -186,12 +186,44 @@ def _logits_tfidf(task, spec, ctx, unit_dir: Path, frame) -> np.ndarray:
     return _linear_log_probs(unit_dir, X, task.num_labels)
 
 
+# ---------------------------------------------------------------- the human label distribution
+
+HUMAN_SMOOTHING = 0.5        # add-0.5 (Jeffreys): a class no annotator chose keeps a little mass
+
+
+def check_human_teacher(task, who: str = "a human teacher") -> None:
+    """A `human` teacher needs label counts on every row of every split: say how many rows have them."""
+    fields = list(task.label_counts_fields)
+    if not fields:
+        raise ValueError(f"{who} (mode human) on task {task.name}: the task carries no human label counts "
+                         "(label_counts_fields); use it on snli or a custom task with count columns")
+    short = {s: (int((f[fields].to_numpy().sum(1) > 0).sum()), len(f)) for s, f in task.splits.items()}
+    short = {s: v for s, v in short.items() if v[0] < v[1]}
+    if short:
+        have = ", ".join(f"{s} {k:,} of {n:,}" for s, (k, n) in short.items())
+        raise ValueError(f"{who} (mode human) on task {task.name}: only part of the rows carry human label "
+                         f"counts ({have}); set data.counts_rows_only: true to draw every split from the rows "
+                         "that have them")
+
+
+def _fit_human(task, spec, ctx, unit_dir: Path) -> dict:
+    check_human_teacher(task)
+    return {"seconds": 0.0, "smoothing": HUMAN_SMOOTHING}
+
+
+def _logits_human(task, spec, ctx, unit_dir: Path, frame) -> np.ndarray:
+    """log((n_c + s) / (sum n + C s)): log-probabilities of the smoothed human distribution."""
+    counts = frame[list(task.label_counts_fields)].to_numpy(dtype=np.float64) + HUMAN_SMOOTHING
+    return np.log(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 # ---------------------------------------------------------------- the interface
 
 MODES = {
     "finetune": (_fit_finetune, _logits_finetune),
     "probe": (_fit_probe, _logits_probe),
     "tfidf": (_fit_tfidf, _logits_tfidf),
+    "human": (_fit_human, _logits_human),
 }
 
 

@@ -179,7 +179,7 @@ def test_frames_follow_the_contract():
         task = load_task(name, params(train_size=500, selection_size=200, test_size=300))
         assert list(task.splits) == ["train", "selection", "test"]
         for df in task.splits.values():
-            assert list(df.columns) == ["idx", "label", *task.text_fields]
+            assert list(df.columns) == ["idx", "label", *task.text_fields, *task.label_counts_fields]
             assert df["idx"].dtype == np.int64 and df["label"].dtype == np.int64
             assert df["idx"].is_monotonic_increasing
         assert task.num_labels == len(task.label_names)

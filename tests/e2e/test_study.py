@@ -58,6 +58,18 @@ def test_every_spec_output_exists(smoke):
         assert (smoke / "reports" / f"{nb}.html").is_file()
 
 
+def test_smoke_nli_carries_human_counts_and_notebook_10_answers(smoke):
+    info = json.loads((smoke / "data" / "snli" / "task.json").read_text())
+    fields = info["label_counts_fields"]
+    assert fields == ["human_entailment", "human_neutral", "human_contradiction"]
+    ex = pd.read_parquet(smoke / "data" / "snli" / "examples.parquet")
+    test = ex[ex["split"] == "test"][fields].to_numpy()
+    assert (test.sum(1) >= 4).all()                       # the official test file: 4 or 5 labels per pair
+    page = (smoke / "reports" / "10_humans.html").read_text()
+    assert "Does fusing move the target toward human uncertainty?" in page
+    assert "Tasks without human label counts (skipped here): rotten_tomatoes, trec." in page
+
+
 def test_master_results_schema(smoke):
     master = pd.read_csv(smoke / "master_results.csv")
     assert {"task", "method", "kind", "seed", "split", "metric", "score"} <= set(master.columns)

@@ -5,7 +5,7 @@
   const DATA = JSON.parse(document.getElementById("mtkd-data").textContent);
   const ROOT = document.getElementById("mtkd-explorer");
   const PAGE = 20;                                   // rows of the matching list per page
-  const COLORS = {teacher: "#6b6b6b", fuser: "#8c564b", gate: "#9467bd", baseline: "#d08c00",
+  const COLORS = {human: "#2ca02c", teacher: "#6b6b6b", fuser: "#8c564b", gate: "#9467bd", baseline: "#d08c00",
                   single: "#1f77b4", multi: "#d62728"};
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
   const state = {task: null, split: null, method: null, seed: null, region: "any", correctness: "any",
@@ -133,6 +133,10 @@
     for (const f of t.text_fields) h += `<div><span class="field">${esc(f)}</span> <span class="text">${esc(t.texts[f][p])}</span></div>`;
     const head = names.map((n, c) => `<th class="${c === y ? "gold" : ""}">${esc(n)}${c === y ? " (gold)" : ""}</th>`).join("");
     let rows = "";
+    if (t.human_probs && t.human_probs[p * C_] >= 0) {
+      const lv = t.extra_filters.find((f) => f.name === "human");
+      rows += probRow(`humans (${lv ? lv.values[p] : ""} agree)`, "human", t.human_probs.slice(p * C_, (p + 1) * C_), y, names, null);
+    }
     for (let k = 0; k < K; k++) {
       const base = (p * K + k) * C_;
       rows += probRow("teacher " + t.teachers[k], "teacher", t.teacher_probs.slice(base, base + C_), y, names, t.teacher_preds[p * K + k]);
