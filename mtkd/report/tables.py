@@ -167,7 +167,7 @@ def verdicts(run: RunResults) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def variance_components(run: Run) -> pd.DataFrame:
+def variance_components(run: RunResults) -> pd.DataFrame:
     """Per task and headline comparison: how much of the difference's variance comes from seeds, from test
     examples and from their interaction (pp^2 and shares); it says whether seeds or examples buy power."""
     rows = []
@@ -186,13 +186,13 @@ def variance_components(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stats_params(run: Run) -> dict:
+def stats_params(run: RunResults) -> dict:
     """The run's stats params, with the defaults of keys added since the run was made."""
     from mtkd.study.config import SCHEMA
     return {**{k: f.default for k, f in SCHEMA["stats"].items()}, **(run.params.get("stats") or {})}
 
 
-def plan(run: Run, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.DataFrame:
+def plan(run: RunResults, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.DataFrame:
     """For each task and headline comparison: the test examples needed with each number of seeds to bring
     the MDE down to ``target_mde_pp``, from the run's variance components (see ``mtkd.power``).
 
@@ -222,7 +222,7 @@ def plan(run: Run, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def per_class_f1(run: Run, split: str = "test") -> pd.DataFrame:
+def per_class_f1(run: RunResults, split: str = "test") -> pd.DataFrame:
     """Per task whose headline is macro-F1: every method's F1 per class (mean over seeds) beside its macro-F1,
     with the class's support, so a rare class's effect on the headline is visible."""
     rows = []

@@ -139,8 +139,11 @@ def test_index_offline_and_links(browser, run_dir, tmp_path):
                                "best_single": {"method": c.b, "mean": summary.loc[(c.task, c.b), "mean"]},
                                "best_multi": {"method": c.a, "mean": summary.loc[(c.task, c.a), "mean"]},
                                "multi_advantage_pp": {"diff_pp": c.diff_pp, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                                                      "p_adjusted": c.p_adjusted},
-                               "gap_closed": {"best_multi": 0.5}, "verdict": "no significant difference"}
+                                                      "p_adjusted": c.p_adjusted, "mde_pp": 4.0,
+                                                      "verdict": "inconclusive",
+                                                      "in_words": f"inconclusive: [{c.ci_low:.2f}, {c.ci_high:.2f}] "
+                                                                  "is wider than +-1 pp"},
+                               "gap_closed": {"best_multi": 0.5}, "verdict": "inconclusive"}
     (run_dir / "success_metrics.json").write_text(json.dumps(sm))
     reports = run_dir / "reports"
     listing = []
