@@ -246,7 +246,7 @@ def test_shared_pages_and_their_budget(smoke):
         if 'class="plotly-graph-div"' in text:
             assert '<script src="plotly.min.js"' in text
         assert "params_file" not in text and "injected-parameters" not in text      # no parameters cells
-        assert "mtkd.notebook" not in text and "open_run" not in text               # code hidden by default
+        assert "mtkd.report.notebook" not in text and "open_run" not in text        # code hidden by default
         for table in re.findall(r"<table.*?</table>", text, flags=re.S):
             assert not re.search(r"\d\.\d{5,}", table), f"{nb}: a raw float in a table"
             assert "ci_low" not in table and "diff_pp" not in table                 # column names in words
