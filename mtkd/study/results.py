@@ -272,37 +272,29 @@ class RunResults:
 
         return self._cached(("fused", task, split), compute)
 
-    def gates(self, task: str, split: str = "test") -> pd.DataFrame:
-        """Rows of ``gates.parquet`` for one task and split (method, seed, idx, weights); empty if absent."""
+    def _per_example_weights(self, name: str, columns, task: str, split: str) -> pd.DataFrame:
+        """Rows of a per-example weights file for one task and split; empty when the run has none."""
         def load():
-            f = self.path / "gates.parquet"
+            f = self.path / name
             if not f.exists():
-                return pd.DataFrame(columns=list(GATE_COLUMNS))
+                return pd.DataFrame(columns=list(columns))
             df = pd.read_parquet(f)
-            missing = set(GATE_COLUMNS) - set(df.columns)
+            missing = set(columns) - set(df.columns)
             if missing:
                 raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
             return df
 
-        df = self._cached("gates", load)
+        df = self._cached(name, load)
         return df[(df["task"] == task) & (df["split"] == split)].reset_index(drop=True)
 
+    def gates(self, task: str, split: str = "test") -> pd.DataFrame:
+        """Rows of ``gates.parquet`` for one task and split (method, seed, idx, weights); empty if absent."""
+        return self._per_example_weights("gates.parquet", GATE_COLUMNS, task, split)
 
     def fusion_weights(self, task: str, split: str = "test") -> pd.DataFrame:
         """Rows of ``fusion_weights.parquet`` for one task and split (method, idx, weights, applied): each
         weighted-sum fuser's per-example weights over teachers; empty if absent (a run of older code)."""
-        def load():
-            f = self.path / "fusion_weights.parquet"
-            if not f.exists():
-                return pd.DataFrame(columns=list(FUSION_WEIGHT_COLUMNS))
-            df = pd.read_parquet(f)
-            missing = set(FUSION_WEIGHT_COLUMNS) - set(df.columns)
-            if missing:
-                raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
-            return df
-
-        df = self._cached("fusion_weights", load)
-        return df[(df["task"] == task) & (df["split"] == split)].reset_index(drop=True)
+        return self._per_example_weights("fusion_weights.parquet", FUSION_WEIGHT_COLUMNS, task, split)
 
 
 def load_run(run_dir: str | Path) -> RunResults:
