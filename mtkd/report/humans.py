@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mtkd.study import humans as H
+from mtkd.study.methods import Method
 
 METRIC_WORDS = {"kl": "KL(human || model) (nats)", "js_distance": "JS distance (base 2)",
                 "entropy_corr": "entropy correlation (Pearson r)", "accuracy": "accuracy (%)",
@@ -123,7 +124,7 @@ def answers(result: dict, scaling: str = "fitted T") -> list[str]:
         closer, further, undecided = _tally(s)
         corr = metrics[(metrics["metric"] == "entropy_corr") & (metrics["scaling"] == scaling)
                        & (metrics["kind"] == "student")]
-        multi = corr[corr["model"].str.startswith("multi:")]["value"]
+        multi = corr[[Method.parse(m).kind == "multi" for m in corr["model"]]]["value"]
         single = corr[corr["model"] == f"single:{data.best_teacher}"]["value"]
         out.append(f"**Do students of fused targets hesitate where people do?** {closer} of {len(s)} multi-teacher "
                    f"students are closer to the humans (KL) than the student of {data.best_teacher} with an interval "

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mtkd.study.methods import Method
+
 EPS = 1e-12
 LEVELS = ("5/5", "4/5", "3/5")          # the agreement levels the issue names (five annotators)
 T_BOUNDS = (0.05, 20.0)                  # the fitted temperature's search range
@@ -348,7 +350,7 @@ def student_pairs(data: HumanData) -> list[tuple[str, str]]:
     names = {m.name for m in data.models}
     if ref not in names:
         return []
-    return [(m.name, ref) for m in data.models if m.kind == "student" and m.name.startswith("multi:")]
+    return [(m.name, ref) for m in data.models if m.kind == "student" and Method.parse(m.name).kind == "multi"]
 
 
 __all__ = ["LEVELS", "has_counts", "human_distribution", "agreement_level", "entropy", "kl_divergence",
