@@ -83,11 +83,12 @@ def fusion_weight_rows(run: Run) -> pd.DataFrame:
     """The per-example weights of every weighted-sum fuser of the run (students and sweep) on every
     split, recomputed from the cached teacher logits and the fusion info: task, method, split, idx,
     weights (one per teacher), applied (the fuser whose weights these are: a label-aware fuser
-    outside the train split is its label-free fallback, see pipeline.FUSION_LABEL_SPLITS).
+    outside the train split is its label-free fallback, see fusion_args.FUSION_LABEL_SPLITS).
     The gate's weights depend on the student and are in gates.parquet instead."""
     import torch
     from mtkd.kd.fusion import LEARNED_FUSERS, WEIGHTS, fusion_weights
-    from mtkd.study.pipeline import FUSION_LABEL_SPLITS, fuser_arguments, read_fusion_info, teacher_stack
+    from mtkd.study.fusion_args import FUSION_LABEL_SPLITS, fuser_arguments
+    from mtkd.study.pipeline import read_fusion_info, teacher_stack
     fusers = [f for f in dict.fromkeys([*run.params.distill.methods, *run.params.sweep.methods])
               if f in WEIGHTS and f not in LEARNED_FUSERS]
     frames = []

@@ -247,12 +247,12 @@ class RunResults:
         :meth:`gates` instead. Label-aware fusers (ca_mkd, curriculum) use the gold labels on the
         train split only (what the students learned from; curriculum at its end, t = 1); on the
         held-out splits they are their label-free fallback, ebkd (see
-        ``mtkd.study.pipeline.FUSION_LABEL_SPLITS``).
+        ``mtkd.study.fusion_args.FUSION_LABEL_SPLITS``).
         """
         def compute():
             import torch
             from mtkd.kd.fusion import LEARNED_FUSERS, fuse
-            from mtkd.study.pipeline import FUSION_LABEL_SPLITS, fuser_arguments
+            from mtkd.study.fusion_args import FUSION_LABEL_SPLITS, fuser_arguments
             idx, z = self.teacher_logits(task, split)
             info = self.fusion_info(task)
             zt = torch.as_tensor(z, dtype=torch.float32)

@@ -8,7 +8,8 @@ import torch
 
 from mtkd.kd.fusion import agreement_region_index
 from mtkd.study.analysis import REGIONS, agreement_regions
-from mtkd.study.pipeline import FUSION_LABEL_SPLITS, fit_region_weights, fuser_arguments, fuser_kwargs
+from mtkd.study.fusion_args import FUSION_LABEL_SPLITS, fuser_arguments, fuser_kwargs
+from mtkd.study.pipeline import fit_region_weights
 
 TEACHERS = ["a", "b", "c"]
 
