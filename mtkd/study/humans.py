@@ -230,9 +230,10 @@ class HumanData:
 
 
 def tasks_with_counts(run) -> list[str]:
-    """The run's tasks whose prepared examples carry human label counts."""
+    """The run's tasks (its params', not every folder a past invocation left in data/) whose prepared
+    examples carry human label counts."""
     res = run.results
-    return [t for t in res.tasks if res.task_info(t).get("label_counts_fields")
+    return [t for t in run.tasks if t in res.tasks and res.task_info(t).get("label_counts_fields")
             and has_counts(res.examples(t)[res.task_info(t)["label_counts_fields"]].to_numpy()).any()]
 
 
@@ -315,6 +316,9 @@ def per_example(m: ModelDist, data: HumanData, scaling: str, metric: str) -> np.
     return {"kl": kl_divergence, "js_distance": js_distance}[metric](data.human["test"][None], probs)
 
 
+PAIRED_COLUMNS = ["task", "model", "reference", "scaling", "metric", "level", "n", "difference", "lo", "hi"]
+
+
 def paired_table(data: HumanData, pairs: list[tuple[str, str]], B: int, seed: int = 0,
                  metrics=("kl", "correct")) -> pd.DataFrame:
     """For each (model, reference): mean difference model - reference per metric and scaling, over all
@@ -336,7 +340,7 @@ def paired_table(data: HumanData, pairs: list[tuple[str, str]], B: int, seed: in
                     rows.append({"task": data.task, "model": name, "reference": ref, "scaling": scaling,
                                  "metric": metric, "level": level, "n": int(at.sum()), "difference": v,
                                  "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)          # no pair (no students yet): empty, same columns
 
 
 def fusion_pairs(data: HumanData) -> list[tuple[str, str]]:
