@@ -41,3 +41,20 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def mtkd_command(*args: str) -> list[str]:
     """`mtkd ARGS...` with this interpreter (works without the console script on PATH)."""
     return [sys.executable, "-m", "mtkd.cli", *args]
+
+
+def offline_page(browser, width: int = 1300, height: int = 1000):
+    """A browser page that may load only local files: every other request is refused and recorded.
+    Returns (page, remote requests, page errors)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    remote, errors = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            remote.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+    return page, remote, errors

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import offline_page
+
 try:
     from fake_run import write_fake_run
 except ImportError:  # tests/ as a package
@@ -286,18 +288,7 @@ def test_html_report_renders_offline(browser, tmp_path):
         f"{html_path.name} loads from the network (the reports must be self-contained): "
         f"{sorted(set(remote_scripts + remote_links))[:5]}")
 
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    remote, errors = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            remote.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
+    page, remote, errors = offline_page(browser, 1300)
     try:
         page.goto(html_path.as_uri(), wait_until="load", timeout=60_000)
         try:

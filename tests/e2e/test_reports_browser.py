@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import offline_page
+
 from test_browser import _save_screenshot, browser  # noqa: F401  (the fixture)
 
 try:
@@ -50,16 +52,6 @@ def _disagreement_order(idx, p):
     return np.lexsort((idx, -np.round(d, 9)))
 
 
-def _route_local_only(page, remote):
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            remote.append(r.request.url)
-            r.abort()
-    page.route("**/*", route)
-
-
 def _select(page, name, value):
     page.locator(f'select[data-filter="{name}"]').select_option(value)
 
@@ -81,10 +73,7 @@ def test_static_explorer_offline(browser, run_dir, tmp_path):
                     & (preds.seed == 42)].set_index("idx").loc[idx]
     wrong = (student["pred"] != student["label"]).to_numpy()
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    remote, errors = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    _route_local_only(page, remote)
+    page, remote, errors = offline_page(browser, 1400)
     try:
         page.goto(target.as_uri(), wait_until="load", timeout=60_000)
         page.wait_for_selector(SHOWN, timeout=20_000)
@@ -155,10 +144,7 @@ def test_index_offline_and_links(browser, run_dir, tmp_path):
     write_explorer(run_dir)
     index = write_index(run_dir, listing, total_seconds=12.0)
 
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    remote, errors = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    _route_local_only(page, remote)
+    page, remote, errors = offline_page(browser, 1300)
     try:
         page.goto(index.as_uri(), wait_until="load", timeout=30_000)
         text = page.locator("body").inner_text()
