@@ -24,6 +24,14 @@ from mtkd.study.methods import Method
 PRED_COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
 GATE_COLUMNS = ("task", "method", "seed", "split", "idx", "weights")
 FUSION_WEIGHT_COLUMNS = ("task", "method", "split", "idx", "weights", "applied")
+# the conditions (issue 17): one row per paired comparison per condition value, and one per method
+CONDITION_KEYS = ("task", "axis", "param", "value", "order", "is_main")
+CONDITIONS_COLUMNS = (*CONDITION_KEYS, "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high", "p_value",
+                      "p_adjusted", "significant", "equivalence_p", "equivalence_p_adjusted", "verdict",
+                      "margin_pp", "mde_pp", "se_pp")
+FIDELITY_COLUMNS = ("method", "kind", "role", "mean", "ci_low", "ci_high", "n_seeds", "target_score",
+                    "agreement_pct", "kl_target_student", "gap_closed", "gap_closed_undefined")
+CONDITIONS_SUMMARY_COLUMNS = (*CONDITION_KEYS, *FIDELITY_COLUMNS)
 
 
 def _hint(run_dir: Path) -> str:
@@ -164,6 +172,39 @@ class RunResults:
                                              "temperature", "alpha"])
             return pd.read_csv(f)
         return self._cached("sweep", load)
+
+    def _table(self, name: str, columns) -> pd.DataFrame:
+        """A result CSV that a run may not have (no conditions section, older code): empty with its columns."""
+        def load():
+            f = self.path / name
+            if not f.exists():
+                return pd.DataFrame(columns=list(columns))
+            df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+            missing = set(columns) - set(df.columns)
+            if missing:
+                raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
+            return df
+        return self._cached(name, load)
+
+    @property
+    def fidelity(self) -> pd.DataFrame:
+        """``fidelity.csv``: per task and student method of the main study, its test score beside how closely
+        it follows its target (top-1 agreement, KL(target || student)), the target's own test score and
+        the gap closed; empty for a run of older code."""
+        return self._table("fidelity.csv", ("task", *FIDELITY_COLUMNS))
+
+    @property
+    def conditions(self) -> pd.DataFrame:
+        """``conditions.csv``: the main table's paired comparisons at every value of every condition axis
+        (task, axis, param, value, comparison, a, b, diff_pp, interval, p_adjusted, verdict ...); empty when
+        the params have no conditions."""
+        return self._table("conditions.csv", CONDITIONS_COLUMNS)
+
+    @property
+    def conditions_summary(self) -> pd.DataFrame:
+        """``conditions_summary.csv``: per condition value, every method's test score with its interval and
+        its fidelity (the columns of :attr:`fidelity`); empty when the params have no conditions."""
+        return self._table("conditions_summary.csv", CONDITIONS_SUMMARY_COLUMNS)
 
     def methods(self, task: str | None = None, kinds=None) -> list[str]:
         """Methods present in the predictions (teacher:<t>, baseline, single:<t>, multi:<fuser>), in file order."""
