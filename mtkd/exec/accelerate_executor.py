@@ -2,7 +2,7 @@
 
 `accelerate launch` (or `torchrun`, which sets the same ``RANK``/``WORLD_SIZE`` environment) starts N
 copies of `mtkd run`; `mtkd.exec.runner` sees ``WORLD_SIZE > 1`` and comes here. Every process walks the
-stages in order (teachers -> logits -> students -> sweep). Inside a stage the plan is the same list on
+stages in order (teachers -> logits -> students -> sweep -> conditions). Inside a stage the plan is the same list on
 every process, and process r takes units r, r + N, r + 2N, ... and trains each on its own GPU
 (`accelerate.PartialState` picks ``cuda:<local rank>``), writing exactly the files the sequential
 executor writes. All processes meet at the end of every stage; the main process then writes the
@@ -22,7 +22,7 @@ import traceback
 from typing import Callable
 
 from mtkd.study import config, io
-from mtkd.study.pipeline import STAGES, Run, Unit, log, plan, prepare_data, run_unit, write_fusion_info
+from mtkd.study.pipeline import Run, active_stages, Unit, log, plan, prepare_data, run_unit, write_fusion_info
 
 
 class UnitFailed(RuntimeError):
@@ -106,9 +106,7 @@ def run_all(run: Run, max_retries: int = 2, unit_fn: Callable[[str, Unit], objec
     unit_fn = unit_fn or run_unit
     t_start = time.time()
     summaries = []
-    for stage in STAGES:
-        if stage == "sweep" and not run.params.sweep.enabled:
-            continue
+    for stage in active_stages(run):
         if stage == "teachers":
             group.meet(group.run(prepare_data, run) if group.is_main else [], "preparing the data")
         units = plan(run, stage)

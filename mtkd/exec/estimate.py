@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from mtkd.study.pipeline import Run, plan, student_methods
+from mtkd.study.pipeline import Run, best_teacher, condition_units, plan, student_methods
 
 GiB = 1024**3
 
@@ -259,7 +259,53 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
            StagePlan("students", students, mem["students"], desc["students"])]
     if sweep:
         out.append(StagePlan("sweep", sweep, mem["sweep"], desc["sweep"]))
+    if p.conditions.axes:
+        out.append(condition_stage_plan(run, hw, half))
     return out
+
+
+def best_or_first_teacher(run: Run, task: str) -> str:
+    """The single teacher best on selection, or (before the logits exist) the first: the count of units
+    to train is the same either way, since the main study trains every single teacher."""
+    try:
+        return best_teacher(run, task)
+    except FileNotFoundError:
+        return run.teachers[0]
+
+
+def shared_units(run: Run) -> set:
+    """Folders of the main study's student units (students, and the sweep once its best teacher is known)."""
+    folders = {run.unit_dir(u) for u in plan(run, "students")}
+    try:
+        folders |= {run.unit_dir(u) for u in plan(run, "sweep")}
+    except FileNotFoundError:
+        pass
+    return folders
+
+
+def condition_stage_plan(run: Run, hw: Hardware, half: bool) -> StagePlan:
+    """The conditions' units that no main-study unit (and no other condition) already is, each timed with
+    its own condition's student: layers, epochs, batch and transfer rows."""
+    shared = shared_units(run)
+    durations, per_axis, memory = [], {}, 0.0
+    for unit in condition_units(run, best_or_first_teacher):
+        if run.unit_dir(unit) in shared:
+            continue
+        at = run.at(unit.condition)
+        st, task = at.params.student, run.task(unit.task)
+        arch, _ = arch_of(st.model, st.layers)
+        sizes = {s: len(f) for s, f in task.splits.items()}
+        tokens = mean_tokens(task.splits["train"], task.text_fields, at.params.data.max_length)
+        rows = sizes["train"] + (0 if unit.name == "baseline" else at.params.distill.get("transfer_size", 0))
+        durations.append(train_seconds(arch, hw, rows, st.epochs, st.batch_size, tokens)
+                         + infer_seconds(arch, hw, sizes["selection"] + sizes["test"], tokens))
+        memory = max(memory, train_memory(arch, hw, st.batch_size, at.params.data.max_length, half,
+                                          st.freeze_embeddings))
+        axis = at.condition.axis
+        n, t = per_axis.get(axis, (0, 0.0))
+        per_axis[axis] = (n + 1, t + durations[-1])
+    desc = {axis: f"{n} new units, ~{_fmt_time(t)}" for axis, (n, t) in per_axis.items()}
+    return StagePlan("conditions", durations, memory, desc)
 
 
 def disk_bytes(run: Run) -> tuple[float, float]:
@@ -331,6 +377,18 @@ def describe_plan(run: Run) -> list[str]:
                      "logits stage)")
     else:
         lines.append("  sweep: off")
+    if run.conditions:
+        units = condition_units(run, best_or_first_teacher)
+        shared = shared_units(run)
+        new = sum(run.unit_dir(u) not in shared for u in units)
+        axes = "; ".join(f"{name} ({axis['param']}): {', '.join(c.value_label for c in run.conditions if c.axis == name)}"
+                         for name, axis in p.conditions.axes.items())
+        lines.append(f"  conditions: {len(run.conditions)} values of {len(p.conditions.axes)} axes ({axes}); each "
+                     f"trains baseline, the best single teacher and {', '.join(p.conditions.fusers)} x "
+                     f"{len(p.seeds)} seeds: {len(units)} units, {len(units) - new} of them the main study's "
+                     f"(trained once), {new} new")
+    else:
+        lines.append("  conditions: none")
     lines.append("")
     lines.append("estimates (rough, from model sizes, token counts and a nominal throughput; expect 2-3x either "
                  "way):")

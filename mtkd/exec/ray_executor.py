@@ -1,6 +1,6 @@
 """`mtkd run --executor ray`: the study's units of work as Ray tasks.
 
-The stages run in order (teachers -> logits -> students -> sweep), each one after
+The stages run in order (teachers -> logits -> students -> sweep -> conditions), each one after
 the previous has finished; inside a stage every unit is independent and goes out
 as one Ray task with a resource request (one GPU per unit on a CUDA run, CPUs
 otherwise). A worker reopens the run from ``<run>/params.yaml`` and does exactly
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from mtkd.study import config, io
-from mtkd.study.pipeline import STAGES, Run, Unit, log, plan, prepare_data, run_unit, write_fusion_info
+from mtkd.study.pipeline import Run, active_stages, Unit, log, plan, prepare_data, run_unit, write_fusion_info
 
 INSTALL_HINT = "the Ray executor needs Ray: pip install mtkd[ray] (or pip install ray==2.60.0)"
 
@@ -252,11 +252,9 @@ def run_all(run: Run, address: str | None = None, max_retries: int = 2, unit_fn:
         _check_nodes(ray, run)
         env = worker_env(device)
         summaries = []
-        for stage in STAGES:
+        for stage in active_stages(run):
             if stage == "teachers":
                 prepare_data(run)
-            if stage == "sweep" and not run.params.sweep.enabled:
-                continue
             io.clear_stage(run.dir, stage)
             info = run_units(ray, run, stage, plan(run, stage), unit_fn, device, node_cpus, max_retries, env)
             summaries.append(info)

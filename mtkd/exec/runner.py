@@ -37,7 +37,7 @@ from mtkd.exec.accelerate_executor import launch_rank, world_size
 from mtkd.report import pages
 from mtkd.study import config, io
 from mtkd.study.collect import run_results_stage
-from mtkd.study.pipeline import STAGES, Run, force, log, plan, run_stage
+from mtkd.study.pipeline import STAGES, Run, active_stages, force, log, plan, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]         # the repository: notebooks/, outputs/
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -291,7 +291,7 @@ def run_study(params_path: str, overrides: list[str] | None = None, out: str | N
             from mtkd.exec.ray_executor import run_all
             run_all(run, address=address)
         else:
-            for stage in STAGES:
+            for stage in active_stages(run):
                 run_stage(run, stage)
         run_results_stage(run)
         _reports(run, params, t_start)

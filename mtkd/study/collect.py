@@ -54,29 +54,40 @@ def teacher_predictions(run: Run) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def student_predictions(run: Run, stage: str = "students") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions and gate weights of every finished student unit of a stage."""
+def unit_predictions(run: Run, unit, folder=None) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """A finished student unit's prediction rows and gate weights on every evaluation split."""
+    folder = folder or run.unit_dir(unit)
+    if not io.is_done(folder):
+        raise FileNotFoundError(f"{unit.label}: not trained yet ({folder}); run the {unit.stage} stage first")
     preds, gates = [], []
-    for unit in plan(run, stage):
-        folder = run.unit_dir(unit)
-        if not io.is_done(folder):
-            raise FileNotFoundError(f"{unit.label}: not trained yet ({folder}); run the {stage} stage first")
-        with np.load(folder / "predictions.npz") as arr:
-            for split in EVAL_SPLITS:
-                idx = arr[f"idx_{split}"]
-                rows = _rows(unit.task, unit.name, Method.parse(unit.name).kind, unit.seed, split, idx,
-                             _labels(run, unit.task, split, idx), arr[f"logits_{split}"])
-                if stage == "sweep":
-                    rows = rows.assign(temperature=unit.temperature, alpha=unit.alpha)
-                preds.append(rows)
-                if f"gate_{split}" in arr:
-                    w = arr[f"gate_{split}"]
-                    gates.append(pd.DataFrame({"task": unit.task, "method": unit.name, "seed": unit.seed,
-                                               "split": split, "idx": idx, "weights": list(w),
-                                               "temperature": unit.temperature, "alpha": unit.alpha}))
-    empty = pd.DataFrame(columns=["task", "method", "seed", "split", "idx", "weights"])
+    with np.load(folder / "predictions.npz") as arr:
+        for split in EVAL_SPLITS:
+            idx = arr[f"idx_{split}"]
+            rows = _rows(unit.task, unit.name, Method.parse(unit.name).kind, unit.seed, split, idx,
+                         _labels(run, unit.task, split, idx), arr[f"logits_{split}"])
+            if unit.stage == "sweep":
+                rows = rows.assign(temperature=unit.temperature, alpha=unit.alpha)
+            preds.append(rows)
+            if f"gate_{split}" in arr:
+                w = arr[f"gate_{split}"]
+                gates.append(pd.DataFrame({"task": unit.task, "method": unit.name, "seed": unit.seed,
+                                           "split": split, "idx": idx, "weights": list(w),
+                                           "temperature": unit.temperature, "alpha": unit.alpha}))
+    return preds, gates
+
+
+GATE_FRAME_COLUMNS = ["task", "method", "seed", "split", "idx", "weights"]
+
+
+def student_predictions(run: Run, stage: str = "students", units=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions and gate weights of every finished student unit of a stage (or of ``units``)."""
+    preds, gates = [], []
+    for unit in plan(run, stage) if units is None else units:
+        p, g = unit_predictions(run, unit)
+        preds += p
+        gates += g
     return (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
-            pd.concat(gates, ignore_index=True) if gates else empty)
+            pd.concat(gates, ignore_index=True) if gates else pd.DataFrame(columns=GATE_FRAME_COLUMNS))
 
 
 def fusion_weight_rows(run: Run) -> pd.DataFrame:
@@ -197,7 +208,7 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
 
 
 RESULT_FILES = ("predictions.parquet", "gates.parquet", "fusion_weights.parquet", "master_results.csv",
-                "summary.csv", "comparisons.csv", "choices.json", "success_metrics.json")
+                "summary.csv", "comparisons.csv", "choices.json", "success_metrics.json", "fidelity.csv")
 
 
 def results_key(run: Run, stage: str = "students") -> str:
@@ -238,6 +249,7 @@ def write_results(run: Run) -> dict:
             f"the {len(comparisons)} Holm-adjusted comparisons can reach {st.significance}: every verdict is "
             f"inconclusive (raise stats.bootstrap above {int(len(comparisons) / st.significance)})")
     success = success_metrics(run, summary, comparisons, choice)
+    fidelity = fidelity_table(run, predictions, gates, summary, choice)
     io.write_parquet(run.dir / "predictions.parquet", predictions)
     io.write_parquet(run.dir / "gates.parquet", gates)
     io.write_parquet(run.dir / "fusion_weights.parquet", fusion_weight_rows(run))
@@ -246,20 +258,44 @@ def write_results(run: Run) -> dict:
     io.write_csv(run.dir / "comparisons.csv", comparisons)
     io.write_json(run.dir / "choices.json", choice)
     io.write_json(run.dir / "success_metrics.json", success)
+    io.write_csv(run.dir / "fidelity.csv", fidelity)
     io.write_text(marker, key)
     return success
+
+
+def fidelity_table(run: Run, predictions: pd.DataFrame, gates: pd.DataFrame, summary: pd.DataFrame,
+                   choice: dict) -> pd.DataFrame:
+    """fidelity.csv (or one condition's part of conditions_summary.csv): per task and method, the test
+    score beside agreement with its target, KL(target || student), the target's own score and the gap
+    closed (`mtkd.study.fidelity`). ``run`` is the study's (or the condition's) run."""
+    from mtkd.study.fidelity import fidelity_rows
+    from mtkd.study.pipeline import read_fusion_info
+    frames = []
+    for task in run.tasks:
+        test = predictions[(predictions.task == task) & (predictions.split == "test")
+                           & predictions.kind.isin(["single", "multi"])]
+        logits = {t: read_logits(run, task, t, "test") for t in run.teachers}
+        idx = next(iter(logits.values()))[0]
+        frames.append(fidelity_rows(task, run.task(task).metrics[0], test, idx,
+                                    {t: z for t, (_, z) in logits.items()}, read_fusion_info(run, task),
+                                    gates[(gates.task == task) & (gates.split == "test")] if len(gates) else gates,
+                                    summary[summary.task == task], choice[task]))
+    return pd.concat(frames, ignore_index=True)
 
 
 def run_results_stage(run: Run) -> dict:
     """The results stage, after every unit: the result files of the students and of the sweep, which the
     notebooks then only read. Refuses to finish when a result file is missing."""
+    from mtkd.study.condition_results import CONDITION_FILES, write_condition_results
     io.clear_stage(run.dir, "results")
     success = write_results(run)
     write_sweep_results(run)
-    missing = [f for f in RESULT_FILES if not (run.dir / f).exists()]
+    write_condition_results(run)
+    expected = [*RESULT_FILES, *(CONDITION_FILES if run.conditions else ())]
+    missing = [f for f in expected if not (run.dir / f).exists()]
     if missing:
         raise FileNotFoundError(f"the results stage finished but {', '.join(missing)} were not written in {run.dir}")
-    io.mark_stage(run.dir, "results", {"files": list(RESULT_FILES)})
+    io.mark_stage(run.dir, "results", {"files": expected})
     return success
 
 

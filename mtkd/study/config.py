@@ -30,7 +30,8 @@ class ParamsError(ValueError):
 
 @dataclass
 class Field:
-    kind: str                      # "str", "int", "float", "bool", "list[int]", "list[float]", "list[str]", "dict"
+    kind: str                      # "str", "int", "float", "bool", "list[int]", "list[float]", "list[str]", "dict",
+                                   # "any" (checked by the cross checks: a condition axis's values)
     default: Any = REQUIRED
     help: str = ""
     choices: tuple | None = None   # allowed values (for lists: allowed elements)
@@ -79,6 +80,17 @@ CUSTOM_TASK = {
 }
 
 FUSER_NAMES = tuple(FUSERS)
+
+CONDITION_AXIS = {
+    "param": Field("str", help="the dotted param the axis changes: student.<key>, distill.temperature, "
+                   "distill.alpha, distill.transfer_size, distill.gate_hidden, or teachers (a subset of them)"),
+    "values": Field("any", help="the values it takes, each changing that param alone; for teachers a list of "
+                    "teacher-name lists (two or more each), or 'subsets' = every subset of two or more"),
+}
+# params a condition may change: what the students depend on. Teachers, data and the student's own
+# tokenizer inputs stay the main study's, so every condition shares the run's teachers and logits.
+CONDITION_PARAMS = ("distill.temperature", "distill.alpha", "distill.transfer_size", "distill.gate_hidden",
+                    "teachers")
 
 SCHEMA: dict = {
     "run_name": Field("str", help="run folder name under outputs/", pattern=NAME),
@@ -144,6 +156,13 @@ SCHEMA: dict = {
                                     "interval lies inside +-margin is 'equivalent'", min=0.01, max=100.0),
         "power": Field("float", 0.8, "power at which the minimum detectable effect (mde_pp) is computed",
                        min=0.5, max=0.99),
+    },
+    "conditions": {
+        "fusers": Field("list[str]", ["average", "weighted", "gating"], "multi-teacher students trained at every "
+                        "condition value, beside the baseline and the best single teacher (chosen on selection)",
+                        choices=FUSER_NAMES, nonempty=True),
+        "axes": MapOf(CONDITION_AXIS, help="axis name -> the one param it changes and its values; each value "
+                      "is a study of its own, compared with the main table's rigour (empty = no conditions)"),
     },
     "report": {
         "html": Field("bool", True, "render every executed notebook to self-contained HTML"),
@@ -214,6 +233,8 @@ def _check_field(path: str, f: Field, v) -> Any:
         if len(set(map(repr, out))) != len(out):
             raise ParamsError(f"{path}: has duplicates: {v!r}")
         return out
+    if f.kind == "any":
+        return copy.deepcopy(v)
     if f.kind == "dict":
         if not isinstance(v, dict):
             raise ParamsError(f"{path}: expected a mapping, got {v!r} ({_type_name(v)})")
@@ -283,10 +304,115 @@ def _cross_checks(p: dict) -> None:
 
 
 def validate(raw: dict) -> Params:
-    """Validate a raw params mapping against SCHEMA and fill defaults."""
+    """Validate a raw params mapping against SCHEMA and fill defaults (every condition's params too)."""
     p = _validate(SCHEMA, raw, "")
     _cross_checks(p)
-    return _wrap(p)
+    params = _wrap(p)
+    expand_conditions(params)
+    return params
+
+
+# ---------------------------------------------------------------- conditions (issue 17)
+
+@dataclass(frozen=True)
+class Condition:
+    """One value of one condition axis: the main study with that param changed, and nothing else."""
+    axis: str                   # the axis name in conditions.axes
+    param: str                  # the dotted param it changes, or "teachers"
+    value: Any                  # the value given (for teachers: the tuple of teacher names)
+    order: int                  # position on its axis
+    is_main: bool               # the main study's own setting
+
+    @property
+    def value_label(self) -> str:
+        if self.param == "teachers":
+            return "+".join(self.value)
+        return yaml.safe_dump(self.value, default_flow_style=True).strip().removesuffix("...").strip()
+
+    @property
+    def label(self) -> str:
+        """``axis=value``, e.g. ``layers=1`` or ``teachers=minilm+mpnet``: the unit labels' and files' name."""
+        return f"{self.axis}={self.value_label}"
+
+
+def _teacher_subsets(names: list[str]) -> list[tuple[str, ...]]:
+    from itertools import combinations
+    return [c for k in range(2, len(names) + 1) for c in combinations(names, k)]
+
+
+def _axis_values(name: str, axis: dict, p: Params) -> list:
+    where = f"conditions.axes.{name}.values"
+    values = axis["values"]
+    if axis["param"] == "teachers":
+        if values == "subsets":
+            return _teacher_subsets(list(p.teachers))
+        if not isinstance(values, list) or not values:
+            raise ParamsError(f"{where}: expected 'subsets' or a list of teacher-name lists, got {values!r}")
+        out = []
+        for i, v in enumerate(values):
+            if not isinstance(v, list) or len(v) < 2 or not all(isinstance(t, str) for t in v):
+                raise ParamsError(f"{where}[{i}]: a list of two or more teacher names, got {v!r}")
+            unknown = [t for t in v if t not in p.teachers]
+            if unknown:
+                raise ParamsError(f"{where}[{i}]: {unknown[0]!r} is not a teacher of this profile "
+                                  f"(teachers: {', '.join(p.teachers)})")
+            if len(set(v)) != len(v):
+                raise ParamsError(f"{where}[{i}]: names a teacher twice: {v!r}")
+            out.append(tuple(t for t in p.teachers if t in v))        # in the profile's teacher order
+        return out
+    if not isinstance(values, list) or not values:
+        raise ParamsError(f"{where}: expected a non-empty list of values for {axis['param']}, got {values!r}")
+    return list(values)
+
+
+def expand_conditions(p: Params) -> list[Condition]:
+    """Every condition of ``conditions.axes``, each checked by validating its own params (a bad value stops
+    the run here, naming the axis and the value, before any work)."""
+    out = []
+    for name, axis in p.conditions.axes.items():
+        param = axis["param"]
+        if param not in CONDITION_PARAMS and not (param.startswith("student.") and param[8:] in SCHEMA["student"]):
+            raise ParamsError(f"conditions.axes.{name}.param: {param!r} is not a param a condition may change; "
+                              f"allowed: student.<key> ({', '.join(SCHEMA['student'])}), "
+                              f"{', '.join(CONDITION_PARAMS)} (data and teacher settings stay the main study's, "
+                              "so every condition shares its teachers)")
+        if param == "teachers" and len(p.teachers) < 2:
+            raise ParamsError(f"conditions.axes.{name}: a teachers axis needs at least two teachers; teachers has "
+                              f"{len(p.teachers)}")
+        values = _axis_values(name, axis, p)
+        main = tuple(p.teachers) if param == "teachers" else _get_dotted(p, param)
+        conds = [Condition(name, param, v, i, v == main) for i, v in enumerate(values)]
+        labels = [c.label for c in conds]
+        if len(set(labels)) != len(labels):
+            raise ParamsError(f"conditions.axes.{name}.values: has duplicates: {labels}")
+        for c in conds:
+            condition_params(p, c)
+        out += conds
+    return out
+
+
+def _get_dotted(p: dict, dotted: str):
+    node = p
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def condition_params(p: Params, c: Condition) -> Params:
+    """The params of one condition: the main study's with ``c.param`` set to ``c.value``, the students of
+    ``conditions.fusers`` (beside baseline and single) and no conditions of their own."""
+    raw = to_plain(p)
+    raw["conditions"] = {"fusers": list(p.conditions.fusers), "axes": {}}
+    raw["distill"]["methods"] = ["baseline", "single", *p.conditions.fusers]
+    if c.param == "teachers":
+        raw["teachers"] = {t: raw["teachers"][t] for t in c.value}
+    else:
+        section, key = c.param.split(".")
+        raw[section][key] = copy.deepcopy(c.value)
+    try:
+        return validate(raw)
+    except ParamsError as e:
+        raise ParamsError(f"conditions.axes.{c.axis}: the value {c.value_label} ({c.param}): {e}") from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -6,15 +6,17 @@ is finished only when its ``.done`` marker exists. A re-run reuses every finishe
 unit, a changed parameter recomputes only what depends on it, and a killed run
 resumes where it stopped (training also checkpoints at epoch boundaries).
 
-Stages, in order: data -> teachers -> logits -> students -> (sweep) -> results.
-The notebooks call them; `mtkd run --executor ray` runs the same units on Ray.
+Stages, in order: data -> teachers -> logits -> students -> (sweep) -> (conditions) -> results.
+A condition (one value of one axis of ``conditions.axes``) is the main study with one param changed: its
+students live in the same cache as the main study's, so a unit the two share is trained once.
+`mtkd run --executor ray` (or accelerate) runs the same units.
 """
 from __future__ import annotations
 
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from mtkd.study.config import Params
 from mtkd.study.fusion_args import fuser_kwargs
 from mtkd.study.methods import BASELINE, Method
 
-STAGES = ("teachers", "logits", "students", "sweep")
+STAGES = ("teachers", "logits", "students", "sweep", "conditions")
 EVAL_SPLITS = ("selection", "test")
 CODE_VERSION = 5          # bump when a change alters results, so caches of older code are not reused
 
@@ -46,10 +48,12 @@ class Unit:
     seed: int
     temperature: float | None = None
     alpha: float | None = None
+    condition: str = ""         # conditions stage: the condition's label, e.g. "layers=1"
 
     @property
     def label(self) -> str:
         extra = f" T={self.temperature:g} alpha={self.alpha:g}" if self.stage == "sweep" else ""
+        extra += f" [{self.condition}]" if self.condition else ""
         return f"{self.stage} {self.task}/{self.name} seed {self.seed}{extra}"
 
 
@@ -57,15 +61,19 @@ class Run:
     """A run folder and its validated params: where every stage writes, and (``results``) what it wrote.
 
     ``progress`` shows tqdm bars while units train (interactive use); the batch runner keeps it off
-    and logs one line per unit.
+    and logs one line per unit. ``condition`` (a `config.Condition`) makes it the run of one condition:
+    the same folder, params with the condition's one change (see :meth:`at`).
     """
 
-    def __init__(self, params: Params, run_dir: str | Path, progress: bool = False):
+    def __init__(self, params: Params, run_dir: str | Path, progress: bool = False,
+                 condition: config.Condition | None = None):
         self.params = params
         self.dir = Path(run_dir).resolve()
         self.progress = progress
+        self.condition = condition
         self._tasks: dict = {}
         self._student_inputs: dict = {}
+        self._conditions: dict[str, Run] = {}
 
     @classmethod
     def open(cls, run_dir: str | Path, progress: bool = False) -> "Run":
@@ -96,6 +104,26 @@ class Run:
         """Set torch's thread count from the params: done where work starts, never as a side effect."""
         from mtkd.kd.devices import set_threads
         set_threads(self.params.threads)
+
+    @cached_property
+    def conditions(self) -> list[config.Condition]:
+        """Every value of every axis of ``conditions.axes``, in the params' order (none for a condition's run)."""
+        return config.expand_conditions(self.params)
+
+    def at(self, label: str) -> "Run":
+        """The run of the condition ``label`` (``axis=value``): this folder, its data and tokenised inputs
+        shared (a condition changes neither), params with the condition's one change."""
+        if label not in self._conditions:
+            found = [c for c in self.conditions if c.label == label]
+            if not found:
+                raise ValueError(f"condition {label!r} is not in this run's conditions.axes "
+                                 f"({', '.join(c.label for c in self.conditions) or 'none'})")
+            run = Run(config.condition_params(self.params, found[0]), self.dir, self.progress, found[0])
+            run._tasks = self._tasks
+            if run.params.student == self.params.student:
+                run._student_inputs = self._student_inputs
+            self._conditions[label] = run
+        return self._conditions[label]
 
     @property
     def tasks(self) -> list[str]:
@@ -152,6 +180,8 @@ class Run:
 
     # ------------------------------------------------------------ folders
     def unit_dir(self, unit: Unit) -> Path:
+        if unit.stage == "conditions":          # a condition's student: in the students' cache, shared
+            return self.at(unit.condition).unit_dir(replace(unit, stage="students", condition=""))
         base = self.dir / "cache" / unit.stage / unit.task
         if unit.stage == "teachers":
             return base / f"{unit.name}-{self.teacher_key(unit.task, unit.name)}"
@@ -165,6 +195,12 @@ class Run:
         if unit.stage == "logits":
             return logits_fresh(self, unit.task, unit.name)
         return io.is_done(self.unit_dir(unit))
+
+    def fusion_path(self, task: str) -> Path:
+        """``fusion/<task>.json``; a condition with its own teachers has its own, under ``fusion/<condition>/``."""
+        if self.condition is not None and self.condition.param == "teachers" and not self.condition.is_main:
+            return self.dir / "fusion" / self.condition.label / f"{task}.json"
+        return self.dir / "fusion" / f"{task}.json"
 
 
 # ---------------------------------------------------------------- planning
@@ -201,7 +237,56 @@ def plan(run: Run, stage: str) -> list[Unit]:
                 units += [Unit("sweep", task, method, s, float(T), float(a))
                           for T in sw.temperatures for a in sw.alphas for s in run.params.seeds]
         return units
+    if stage == "conditions":
+        return condition_units(run)
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+
+def condition_methods(run: Run, task: str, best=None) -> list[str]:
+    """The students of one condition's run on a task: the baseline, the single teacher best on selection
+    (``best(run, task)``, default: from its fusion info) and the fusers of ``conditions.fusers``."""
+    best = best or best_teacher
+    return [str(BASELINE), str(Method("single", best(run, task))),
+            *(str(Method("multi", f)) for f in run.params.conditions.fusers)]
+
+
+def condition_units(run: Run, best=None) -> list[Unit]:
+    """Every condition's students, each unit once: a unit whose folder another condition (or the main study)
+    already names is that unit, trained once. The baseline learns from no teacher, so it is taken at the main
+    study's T and alpha whatever the condition changes."""
+    units, seen = [], set()
+    d = run.params.distill
+    for c in run.conditions:
+        at = run.at(c.label)
+        cd = at.params.distill
+        for task in run.tasks:
+            for method in condition_methods(at, task, best):
+                T, a = (d.temperature, d.alpha) if method == str(BASELINE) else (cd.temperature, cd.alpha)
+                for seed in run.params.seeds:
+                    unit = Unit("conditions", task, method, seed, T, a, c.label)
+                    folder = run.unit_dir(unit)
+                    if folder not in seen:
+                        seen.add(folder)
+                        units.append(unit)
+    return units
+
+
+def condition_unit_dirs(run: Run, c: config.Condition, task: str) -> dict[str, list[tuple[int, Path]]]:
+    """One condition's students on a task: method -> [(seed, unit folder)], wherever the unit was planned."""
+    at = run.at(c.label)
+    d = run.params.distill
+    out = {}
+    for method in condition_methods(at, task):
+        T, a = (d.temperature, d.alpha) if method == str(BASELINE) else (at.params.distill.temperature,
+                                                                           at.params.distill.alpha)
+        out[method] = [(s, run.unit_dir(Unit("conditions", task, method, s, T, a, c.label))) for s in run.params.seeds]
+    return out
+
+
+def active_stages(run: Run) -> list[str]:
+    """The stages this run's params switch on (the sweep and the conditions are optional)."""
+    off = {"sweep": not run.params.sweep.enabled, "conditions": not run.params.conditions.axes}
+    return [s for s in STAGES if not off.get(s, False)]
 
 
 # ---------------------------------------------------------------- data
@@ -343,17 +428,20 @@ def fusion_key(run: Run, task: str) -> str:
 
 
 def write_fusion_info(run: Run) -> None:
-    """``fusion/<task>.json`` of every task, recomputed only when its teachers or the code changed (its
-    ``key``): the stages that need it all call this, and a warm run then reads no metric module."""
-    for task in run.tasks:
-        path, key = run.dir / "fusion" / f"{task}.json", fusion_key(run, task)
-        if path.exists() and io.read_json(path).get("key") == key:
-            continue
-        io.write_json(path, {**fusion_info(run, task), "key": key})
+    """``fusion/<task>.json`` of every task (and of every condition with teachers of its own), recomputed
+    only when its teachers or the code changed (its ``key``): the stages that need it all call this, and
+    a warm run then reads no metric module."""
+    runs = [run, *(run.at(c.label) for c in run.conditions if c.param == "teachers" and not c.is_main)]
+    for r in runs:
+        for task in r.tasks:
+            path, key = r.fusion_path(task), fusion_key(r, task)
+            if path.exists() and io.read_json(path).get("key") == key:
+                continue
+            io.write_json(path, {**fusion_info(r, task), "key": key})
 
 
 def read_fusion_info(run: Run, task: str) -> dict:
-    path = run.dir / "fusion" / f"{task}.json"
+    path = run.fusion_path(task)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; the logits stage writes it (run notebook 02_logits first)")
     return io.read_json(path)
@@ -427,7 +515,13 @@ def _run_student(run: Run, unit: Unit) -> None:
 
 # ---------------------------------------------------------------- executing stages
 
-RUNNERS = {"teachers": _run_teacher, "logits": _run_logits, "students": _run_student, "sweep": _run_student}
+def _run_condition_student(run: Run, unit: Unit) -> None:
+    """A condition's student: trained by the condition's run, into the students' cache."""
+    _run_student(run.at(unit.condition), replace(unit, stage="students", condition=""))
+
+
+RUNNERS = {"teachers": _run_teacher, "logits": _run_logits, "students": _run_student, "sweep": _run_student,
+           "conditions": _run_condition_student}
 
 
 def run_unit(run_dir: str, unit: Unit) -> str:
@@ -445,7 +539,7 @@ def run_stage(run: Run, stage: str) -> dict:
     io.clear_stage(run.dir, stage)
     if stage in ("teachers", "logits", "students"):
         prepare_data(run)
-    if stage in ("students", "sweep"):
+    if stage in ("students", "sweep", "conditions"):
         write_fusion_info(run)
     units = plan(run, stage)
     todo = [u for u in units if not run.is_done(u)]
@@ -461,9 +555,16 @@ def run_stage(run: Run, stage: str) -> dict:
 
 
 def force(run: Run, stage: str) -> None:
-    """Forget a stage's finished units so the next run recomputes them."""
+    """Forget a stage's finished units so the next run recomputes them (for the conditions: the units no
+    main-study stage shares; their best single teacher is known only once the logits are)."""
     if stage not in (*STAGES, "reports"):
         raise ValueError(f"--force {stage!r}: not a stage; stages: {', '.join((*STAGES, 'reports'))}")
-    target = {"logits": run.dir / "logits", "reports": run.dir / "reports"}.get(stage, run.dir / "cache" / stage)
-    shutil.rmtree(target, ignore_errors=True)
+    if stage == "conditions":
+        shared = {run.unit_dir(u) for s in ("students", "sweep") for u in plan(run, s)}
+        for unit in plan(run, "conditions"):
+            if run.unit_dir(unit) not in shared:
+                shutil.rmtree(run.unit_dir(unit), ignore_errors=True)
+    else:
+        target = {"logits": run.dir / "logits", "reports": run.dir / "reports"}.get(stage, run.dir / "cache" / stage)
+        shutil.rmtree(target, ignore_errors=True)
     io.clear_stage(run.dir, stage)

@@ -335,6 +335,15 @@ def compare(predictions: pd.DataFrame, metrics: Mapping[str, str], selection_cho
             res = paired_comparison(pa, pb, metrics[task], n_boot, confidence, task_rng(seed, task), margin)
             records.append({"task": task, "comparison": comparison, "a": a, "b": b, "metric": metrics[task], **res})
     table = pd.DataFrame.from_records(records, columns=["task", "comparison", "a", "b", "metric", *MEASURED])
+    return adjust_family(table, significance, margin, power_level)[COMPARE_COLUMNS]
+
+
+def adjust_family(table: pd.DataFrame, significance: float, margin: float, power_level: float) -> pd.DataFrame:
+    """Holm over every row of ``table`` (one family), then each row's verdict and ``mde_pp``.
+
+    ``compare`` gives one family per study; the conditions put the rows of every condition value into one
+    family, so scanning many conditions for a winner pays for the looking."""
+    table = table.copy()
     table["p_adjusted"] = holm(table["p_value"].to_numpy())
     table["significant"] = table["p_adjusted"] <= significance
     table["equivalence_p_adjusted"] = holm(table["equivalence_p"].to_numpy())
@@ -342,4 +351,4 @@ def compare(predictions: pd.DataFrame, metrics: Mapping[str, str], selection_cho
                         for r in table.itertuples()]
     table["margin_pp"] = float(margin)
     table["mde_pp"] = [power.mde(se, significance, power_level, len(table)) for se in table["se_pp"]]
-    return table[COMPARE_COLUMNS]
+    return table
