@@ -210,8 +210,7 @@ def fidelity_figure(summary: pd.DataFrame, task: str) -> go.Figure:
                 y = (d["target_score"] if column == "target_score" and role != BEST_TEACHER
                      else d["mean"] if role == BEST_TEACHER else d[column]) * scale
                 drawn = drawn or bool(np.isfinite(y.astype(float)).any())
-                reason = d["gap_closed_undefined"].fillna("").astype(str) if column == "gap_closed" else \
-                    pd.Series("", index=d.index)
+                reason = [r if isinstance(r, str) and column == "gap_closed" else "" for r in d["gap_closed_undefined"]]
                 label = _line_label(role, column)
                 fig.add_trace(go.Scatter(
                     x=[value_label(v) for v in d["value"]], y=y, mode="lines+markers", name=role,
