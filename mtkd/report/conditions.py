@@ -48,8 +48,13 @@ def value_label(value) -> str:
     return str(value)
 
 
+def _is_true(value) -> bool:
+    """A boolean cell as a CSV reader may hand it over (True, "True", "true", 1)."""
+    return str(value).lower() in ("true", "1", "yes")
+
+
 def _truthy(series: pd.Series) -> pd.Series:
-    return series.astype(str).str.lower().isin(["true", "1", "yes"])
+    return series.map(_is_true).astype(bool)
 
 
 def tasks(frame: pd.DataFrame) -> list[str]:
@@ -252,8 +257,9 @@ def conditions_in_words(conditions: pd.DataFrame, summary: pd.DataFrame) -> list
     named = [_condition(t, a, v, m) for t, a, v, m in zip(head["task"], head["axis"], head["value"], main)]
     by = {v: [n for n, verdict in zip(named, head["verdict"]) if verdict == v] for v in VERDICT_STYLE}
     margins = ", ".join(f"{m:g}" for m in sorted(set(head["margin_pp"].dropna())))
+    within = f" (within +-{margins} pp)" if margins else ""
     out = [f"Of {len(head)} (task, axis = value) points, the best multi-teacher student is **better** than the best "
-           f"single-teacher one at {_listing(by['better'])}; **equivalent** (within +-{margins} pp) at "
+           f"single-teacher one at {_listing(by['better'])}; **equivalent**{within} at "
            f"{_listing(by['equivalent'])}; **worse** at {_listing(by['worse'])}."]
     undecided = head[head["verdict"] == "inconclusive"]
     if len(undecided):
@@ -277,22 +283,21 @@ def conditions_in_words(conditions: pd.DataFrame, summary: pd.DataFrame) -> list
             where = _condition(close["task"], close["axis"], close["value"], close["main"])
             out.append(f"No fused target of the {len(targets)} scores above the best teacher on test; the closest "
                        f"is {close['method']}'s at {where}: {close['target_score']:.2f} against {close['teacher']}'s "
-                       f"{close['teacher_score']:.2f}; "
-                       "a student that follows such a target has no better answers to learn than the best teacher's.")
+                       f"{close['teacher_score']:.2f}: no fused target here is more accurate than the best teacher.")
     return out
 
 
 def _targets_against_teacher(summary: pd.DataFrame) -> pd.DataFrame:
     """Every multi method's target score at every (task, axis, value) beside that point's best teacher score."""
     rows = []
-    for (task, axis, order), d in summary.groupby(["task", "axis", "order"], sort=False):
+    for (task, axis, _), d in summary.groupby(["task", "axis", "order"], sort=False):
         teachers = d[d["kind"] == "teacher"].dropna(subset=["mean"])
         multi = d[(d["kind"] == "multi")].dropna(subset=["target_score"])
         if not len(teachers) or not len(multi):
             continue
         best = teachers.loc[teachers["mean"].idxmax()]
         for m in multi.itertuples():
-            rows.append({"task": task, "axis": axis, "value": m.value, "main": bool(_truthy(pd.Series([m.is_main]))[0]),
+            rows.append({"task": task, "axis": axis, "value": m.value, "main": _is_true(m.is_main),
                          "method": m.method, "target_score": float(m.target_score), "teacher": best["method"],
                          "teacher_score": float(best["mean"])})
     return pd.DataFrame(rows, columns=["task", "axis", "value", "main", "method", "target_score", "teacher",
