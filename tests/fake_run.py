@@ -147,3 +147,132 @@ def write_fake_run(run_dir, tasks=("toy3", "toy2"), n=60, seeds=(42, 43), teache
     (run / "choices.json").write_text(json.dumps(
         {t: {"best_single": pick(t, "single"), **({"best_multi": pick(t, "multi")} if fusers else {})} for t in tasks}))
     return run
+
+
+def write_fake_results(run_dir, n_boot=200):
+    """Rewrite summary.csv, comparisons.csv, choices.json and success_metrics.json from the fake predictions with
+    mtkd's own statistics: notebook 08 reads their verdicts, variance components and headline. Each task.json
+    gets the run's data_key, so the run reads its prepared splits (the fake tasks are in no registry)."""
+    from mtkd.study import collect, io, stats
+    from mtkd.study.pipeline import Run
+    run = Run.open(run_dir)
+    for task in run.tasks:
+        f = run.dir / "data" / task / "task.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "data_key": run.data_key(task)}))
+    predictions = pd.read_parquet(run.dir / "predictions.parquet")
+    metrics = collect.headline_metrics(run)
+    summary = stats.summarise(predictions, metrics, "test", n_boot)
+    best = {kind: stats.choose_best(predictions, metrics, kind) for kind in ("single", "multi")}
+    choice = {t: {"best_single": best["single"][t], "best_multi": best["multi"][t]} for t in run.tasks}
+    comparisons = stats.compare(predictions, metrics, choice, "test", n_boot)
+    io.write_csv(run.dir / "summary.csv", summary)
+    io.write_csv(run.dir / "comparisons.csv", comparisons)
+    io.write_json(run.dir / "choices.json", choice)
+    io.write_json(run.dir / "success_metrics.json", collect.success_metrics(run, summary, comparisons, choice))
+    return run.dir
+
+
+# (axis, param, values in order, the main study's value); a teachers axis names teacher subsets joined by "+"
+FAKE_AXES = (("transfer", "distill.transfer_size", ("0", "120"), "0"),
+             ("teachers", "teachers", ("a+b", "a+b+c"), "a+b+c"))
+FAKE_DIFFERENCES = {"better": (2.5, 1.5, 0.004, 0.9), "worse": (-2.5, 1.5, 0.004, 0.9),   # diff, half width,
+                    "equivalent": (0.2, 0.6, 0.6, 0.01)}                                   # p (Holm), TOST p (Holm)
+
+
+def _comparison_row(comparison, a, b, metric, verdict, diff, half, p_adj, eq_adj):
+    return {"comparison": comparison, "a": a, "b": b, "metric": metric, "diff_pp": diff, "ci_low": diff - half,
+            "ci_high": diff + half, "p_value": p_adj / 2, "p_adjusted": p_adj,
+            "significant": verdict in ("better", "worse"),
+            "equivalence_p": eq_adj / 2, "equivalence_p_adjusted": eq_adj, "verdict": verdict, "margin_pp": 1.0,
+            "mde_pp": 1.2 * half, "se_pp": half / 1.96}
+
+
+def _fidelity(kind, mean, baseline, best_teacher, target, r, blank):
+    """The fidelity columns of one student (NaN for teachers and the baseline, and where ``blank``)."""
+    if kind in ("teacher", "baseline"):
+        return {"target_score": np.nan, "agreement_pct": np.nan, "kl_target_student": np.nan, "gap_closed": np.nan,
+                "gap_closed_undefined": np.nan}
+    if blank:
+        return {"target_score": np.nan, "agreement_pct": np.nan, "kl_target_student": np.nan, "gap_closed": np.nan,
+                "gap_closed_undefined": "the best teacher is not above the no-KD baseline"}
+    return {"target_score": target, "agreement_pct": r.uniform(70, 95), "kl_target_student": r.uniform(0.05, 0.6),
+            "gap_closed": (mean - baseline) / (best_teacher - baseline), "gap_closed_undefined": np.nan}
+
+
+def write_fake_conditions(run_dir, axes=FAKE_AXES, verdicts=None, above_teacher=(), no_fidelity=(), task_axes=None,
+                          rng=0):
+    """Write conditions.csv, conditions_summary.csv and fidelity.csv consistent with a fake run's tasks, teachers
+    and fusers; returns the run folder.
+
+    ``verdicts``: {(task, axis, value): verdict} of the best-multi-vs-best-single rows (default inconclusive, each
+    with its own interval width), with a difference and interval that agree with the verdict; best multi's mean
+    is best single's plus that difference. ``above_teacher``: the (task, axis, value) points whose best multi's
+    fused target scores above the best teacher (every other fused target scores below it). ``no_fidelity``:
+    (task, axis) pairs whose fidelity columns are empty (gap closed with its reason). ``task_axes``: {task: [axis
+    names]} to give a task only some axes. Condition rows are written in reverse ``order``: readers must sort.
+    """
+    run = Path(run_dir)
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    r = np.random.default_rng(rng)
+    verdicts = verdicts or {}
+    fusers = [m for m in params["distill"]["methods"] if m not in ("baseline", "single")]
+    cond, summ = [], []
+    for task in params["data"]["tasks"]:
+        metric = json.loads((run / "data" / task / "task.json").read_text())["metrics"][0]
+        for axis, param, values, main_value in axes:
+            if task_axes is not None and axis not in task_axes.get(task, ()):
+                continue
+            for order, value in reversed(list(enumerate(values))):
+                key = {"task": task, "axis": axis, "param": param, "value": value, "order": order,
+                       "is_main": value == main_value}
+                teachers = value.split("+") if param == "teachers" else list(params["teachers"])
+                t_score = {t: 70 + r.uniform(0, 10) for t in teachers}
+                top = max(t_score.values())
+                baseline = top - 6 - r.uniform(0, 2)
+                s_score = {t: t_score[t] - 1.5 - r.uniform(0, 2) for t in teachers}
+                single = max(s_score, key=s_score.get)
+                verdict = verdicts.get((task, axis, value), "inconclusive")
+                undecided = (r.uniform(-1, 1), 2 + 3 * r.random(), 0.4, 0.4)
+                diff, half, p_adj, eq_adj = FAKE_DIFFERENCES.get(verdict, undecided)
+                best_multi = fusers[int(r.integers(len(fusers)))]
+                m_score = {f: s_score[single] + diff - (0 if f == best_multi else 0.5 + r.uniform(0, 1))
+                           for f in fusers}
+                rows = [_comparison_row("best multi vs best single", f"multi:{best_multi}", f"single:{single}",
+                                        metric, verdict, diff, half, p_adj, eq_adj)]
+                rows += [_comparison_row("multi vs best single", f"multi:{f}", f"single:{single}", metric,
+                                         "inconclusive", m_score[f] - s_score[single], 2.5, 0.5, 0.5)
+                         for f in fusers if f != best_multi]
+                rows.append(_comparison_row("best single vs baseline", f"single:{single}", "baseline", metric,
+                                            "better", s_score[single] - baseline, 1.5, 0.004, 0.9))
+                cond += [{**key, **row} for row in rows]
+                blank = (task, axis) in no_fidelity
+                methods = [(f"teacher:{t}", "teacher", "teacher", s, np.nan) for t, s in t_score.items()]
+                methods.append(("baseline", "baseline", "baseline", baseline, np.nan))
+                methods += [(f"single:{t}", "single", "best single" if t == single else "single", s, t_score[t])
+                            for t, s in s_score.items()]
+                above = (task, axis, value) in above_teacher
+                methods += [(f"multi:{f}", "multi", "best multi" if f == best_multi else "multi", s,
+                             top + 0.6 if above and f == best_multi else top - 0.5 - r.uniform(0, 2))
+                            for f, s in m_score.items()]
+                for method, kind, role, mean, target in methods:
+                    summ.append({**key, "method": method, "kind": kind, "role": role, "mean": mean,
+                                 "ci_low": mean - 1.5, "ci_high": mean + 1.5,
+                                 "n_seeds": 1 if kind == "teacher" else len(params["seeds"]),
+                                 **_fidelity(kind, mean, baseline, top, target, r, blank)})
+    pd.DataFrame(cond).to_csv(run / "conditions.csv", index=False)
+    pd.DataFrame(summ).to_csv(run / "conditions_summary.csv", index=False)
+    s = pd.read_csv(run / "summary.csv")
+    choices = json.loads((run / "choices.json").read_text())
+    fid = []
+    for task, st in s.groupby("task", sort=False):
+        means = st.set_index("method")["mean"]
+        top = means[st.set_index("method")["kind"] == "teacher"].max()
+        best = {choices[task]["best_single"]: "best single", choices[task].get("best_multi"): "best multi"}
+        for row in st.itertuples():
+            target = means[f"teacher:{row.method.split(':')[1]}"] if row.kind == "single" else top - 1.0
+            fid.append({"task": task, "method": row.method, "kind": row.kind,
+                        "role": best.get(row.method, row.kind), "mean": row.mean, "ci_low": row.ci_low,
+                        "ci_high": row.ci_high, "n_seeds": row.n_seeds,
+                        **_fidelity(row.kind, row.mean, means["baseline"], top, target, r, False)})
+    pd.DataFrame(fid).to_csv(run / "fidelity.csv", index=False)
+    return run

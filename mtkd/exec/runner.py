@@ -42,7 +42,7 @@ from mtkd.study.pipeline import STAGES, Run, active_stages, force, log, plan, ru
 ROOT = Path(__file__).resolve().parents[2]         # the repository: notebooks/, outputs/
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_teachers", "02_logits", "03_distillation", "04_confidence", "05_agreement",
-             "06_failures", "07_sweep", "08_summary", "10_humans")
+             "06_failures", "07_sweep", "08_summary", "09_conditions", "10_humans")
 NOTEBOOK_PARAMETERS = {"run_dir", "params_file"}
 MIN_FREE_BYTES = 2 * 1024**3
 EXECUTORS = ("sequential", "ray", "accelerate")

@@ -37,6 +37,11 @@ WORDS: dict[str, tuple[str, int | None]] = {
     "seconds": ("seconds", 0), "final train loss": ("final train loss", 3), "selection score": ("selection score (%)", 2),
     "weight": ("weight", 3), "calibration T": ("calibration T", 2), "over": ("averaged over", None),
     "name": ("name", None), "region": ("agreement region", None), "category": ("cause", None),
+    "axis": ("axis", None), "param": ("param", None), "value": ("value", None),
+    "is_main": ("main study's setting", None), "role": ("role", None),
+    "target_score": ("target's own score (%)", 2), "agreement_pct": ("top-1 agreement with target (%)", 2),
+    "kl_target_student": ("KL(target || student) (nats)", 4),
+    "gap_closed_undefined": ("gap closed undefined because", None),
 }
 IDENTIFIERS = ("seed", "idx")              # integers that name something: no thousands separator
 INTERVAL = ("ci_low", "ci_high")
