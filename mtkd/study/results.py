@@ -179,7 +179,7 @@ class RunResults:
             f = self.path / name
             if not f.exists():
                 return pd.DataFrame(columns=list(columns))
-            df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+            df = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"value": str} if "value" in columns else None)
             missing = set(columns) - set(df.columns)
             if missing:
                 raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
