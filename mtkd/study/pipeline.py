@@ -125,7 +125,7 @@ class Run:
 
     def transfer_set(self, name: str) -> pd.DataFrame:
         """The first ``transfer_rows`` rows of a task's transfer pool (idx + texts, no label), once per process:
-        from the run's ``data/<task>/transfer.parquet`` while its data key matches, else from the source."""
+        from the run's ``data/<task>/transfer.parquet`` while its transfer key matches, else from the source."""
         if name not in self._transfer_sets:
             from mtkd.data.tasks import transfer_pool
             from mtkd.study.prepared import prepared_transfer
