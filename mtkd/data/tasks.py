@@ -386,6 +386,14 @@ def _load_source(name: str) -> pd.DataFrame:
 
 
 def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFrame]:
+    src, positions, _ = _embedded_positions(name, spec, data_params)
+    return {s: _frame(src.iloc[pos], spec.text_fields, spec.label_counts_fields) for s, pos in positions.items()}
+
+
+def _embedded_positions(name: str, spec: TaskSpec, data_params) -> tuple[pd.DataFrame, dict[str, np.ndarray],
+                                                                         np.ndarray]:
+    """The source an embedded task is split from, the row positions of each split, and the train side's
+    rows (train before its subsample: what is not train of it is the transfer pool)."""
     src = _source_cached(name)
     if spec.label_counts_fields and _get(data_params, "counts_rows_only", False):
         src = src[src[list(spec.label_counts_fields)].to_numpy().sum(1) > 0].reset_index(drop=True)
@@ -439,14 +447,14 @@ def _split_embedded(name: str, spec: TaskSpec, data_params) -> dict[str, pd.Data
     if len(train_pos) == 0:
         raise ValueError(f"data.test_size={test_size} and data.selection_size={sel_size} leave no training "
                          f"examples in {name}")
+    train_side = train_pos
     if train_size:
         if train_size > len(train_pos):
             raise ValueError(f"data.train_size={train_size} but {name} has only {_n(len(train_pos))} training "
                              f"examples left after the test ({_n(len(test_pos))}) and selection "
                              f"({_n(len(sel_pos))}) splits")
         train_pos = train_pos[_stratified_take(labels[train_pos], train_size, _seed(seed, name, "train"))]
-    return {s: _frame(src.iloc[pos], spec.text_fields, spec.label_counts_fields)
-            for s, pos in (("train", train_pos), ("selection", sel_pos), ("test", test_pos))}
+    return src, {"train": train_pos, "selection": sel_pos, "test": test_pos}, train_side
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,6 +519,15 @@ def _glue_frames(name: str, glue_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _split_glue(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFrame]:
+    train_df, test, sel_pos, train_pos, _ = _glue_parts(name, spec, data_params)
+    return {"train": _frame(train_df.iloc[train_pos], spec.text_fields),
+            "selection": _frame(train_df.iloc[sel_pos], spec.text_fields),
+            "test": _frame(test, spec.text_fields)}
+
+
+def _glue_parts(name: str, spec: TaskSpec, data_params):
+    """(GLUE train, the test frame, selection and train positions in GLUE train, the train side's positions:
+    GLUE train minus selection, before the train subsample)."""
     glue_dir = str(_get(data_params, "glue_dir", "") or "")
     train_df, eval_df = _glue_frames(name, glue_dir)
     seed = int(_get(data_params, "split_seed", 0))
@@ -533,15 +550,13 @@ def _split_glue(name: str, spec: TaskSpec, data_params) -> dict[str, pd.DataFram
         raise ValueError(f"data.selection_size={sel_size} (selection taken from GLUE train) but {name} has only "
                          f"{_n(len(train_df))} GLUE train examples")
     sel_pos = _stratified_take(labels, sel_n, _seed(seed, name, "selection"))
-    train_pos = np.setdiff1d(np.arange(len(train_df)), sel_pos)
+    train_pos = train_side = np.setdiff1d(np.arange(len(train_df)), sel_pos)
     if train_size:
         if train_size > len(train_pos):
             raise ValueError(f"data.train_size={train_size} but {name} has only {_n(len(train_pos))} training "
                              f"examples left after the selection split ({_n(len(sel_pos))})")
         train_pos = train_pos[_stratified_take(labels[train_pos], train_size, _seed(seed, name, "train"))]
-    return {"train": _frame(train_df.iloc[train_pos], spec.text_fields),
-            "selection": _frame(train_df.iloc[sel_pos], spec.text_fields),
-            "test": _frame(test, spec.text_fields)}
+    return train_df, test, sel_pos, train_pos, train_side
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,6 +664,12 @@ def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, wh
 
 
 def _custom_task(name: str, cfg: dict, data_params) -> Task:
+    return _custom_parts(name, cfg, data_params)[0]
+
+
+def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = False) -> tuple[Task, dict]:
+    """The custom task and each file it comes from, read whole (idx, label, texts); with ``with_unlabeled``
+    also ``files.unlabeled`` (idx and texts only: a label column there is never read)."""
     key = f"data.custom.{name}"
     text_fields = tuple(cfg.get("text_fields") or ())
     label_field = cfg.get("label_field") or "label"
@@ -676,9 +697,10 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     if metric == "f1" and len(label_names) != 2:
         raise ValueError(f"{key}.metric: 'f1' is the binary F1 of label 1; {name} has {len(label_names)} labels "
                          f"(use macro_f1)")
-    unknown = sorted(set(files) - set(SPLITS))
+    unknown = sorted(set(files) - {*SPLITS, "unlabeled"})
     if unknown:
-        raise ValueError(f"{key}.files: unknown split {unknown[0]!r}; allowed: train, test, selection (optional)")
+        raise ValueError(f"{key}.files: unknown split {unknown[0]!r}; allowed: train, test, selection (optional), "
+                         "unlabeled (optional)")
     for split in ("train", "test"):
         if not files.get(split):
             raise ValueError(f"{key}.files.{split}: required (a CSV, TSV, JSONL or parquet file)")
@@ -686,13 +708,15 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
     frames: dict[str, pd.DataFrame] = {}
     idx_from: dict[str, str] = {}
     next_idx = 0
-    for split in ("train", "selection", "test"):
+    for split in ("train", "selection", "test", *(("unlabeled",) if with_unlabeled else ())):
         if not files.get(split):
             continue
         path = Path(str(files[split])).expanduser()
         where = f"{key}.files.{split} ({path})"
         df = _read_file(path, f"{key}.files.{split}")
-        missing = [c for c in (*text_fields, label_field, *counts_fields) if c not in df.columns]
+        labeled = split != "unlabeled"          # the unlabeled file: its text columns (and idx) only
+        needed = (*text_fields, label_field, *counts_fields) if labeled else text_fields
+        missing = [c for c in needed if c not in df.columns]
         if missing:
             hint = (f" (data.custom.{name}.label_counts_fields names them)"
                     if set(missing) & set(counts_fields) else "")
@@ -709,9 +733,10 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
             if empty.any():
                 raise ValueError(f"{where}: column {field!r} has {int(empty.sum())} empty texts at {_rows(empty)}")
             out[field] = texts.astype(str).to_numpy()
-        out["label"] = _label_ids(df[label_field].reset_index(drop=True), label_names,
-                                  f"{where}: column {label_field!r}")
-        if counts_fields:
+        if labeled:
+            out["label"] = _label_ids(df[label_field].reset_index(drop=True), label_names,
+                                      f"{where}: column {label_field!r}")
+        if counts_fields and labeled:
             counts = _label_counts(df[list(counts_fields)].reset_index(drop=True), where)
             for j, field in enumerate(counts_fields):
                 out[field] = counts[:, j]
@@ -761,11 +786,12 @@ def _custom_task(name: str, cfg: dict, data_params) -> Task:
 
     source = "; ".join(f"{s}: {files[s]}" for s in SPLITS if files.get(s))
     metrics = (metric,) if metric == "accuracy" else (metric, "accuracy")
-    return Task(name, text_fields, label_names, metrics,
+    task = Task(name, text_fields, label_names, metrics,
                 {"train": _frame(train, text_fields, counts_fields), "selection": _frame(sel, text_fields, counts_fields),
                  "test": _frame(test, text_fields, counts_fields)},
                 source=f"local files ({source})", license="user-provided", group_key=None,
                 label_counts_fields=counts_fields)
+    return task, frames
 
 
 # ---------------------------------------------------------------------------------------------
@@ -855,6 +881,65 @@ def load_task(name: str, data_params=None) -> Task:
     return task
 
 
+def transfer_pool(name: str, data_params=None, size: int | None = None) -> pd.DataFrame:
+    """The task's unlabeled transfer pool: examples a student learns from through the KD term only.
+
+    Columns ``idx`` and the task's text fields, no label (nor human counts). Rows:
+
+    * embedded: the train side's unused rows, i.e. the rows of the groups assigned to train minus the
+      train subsample (so never a row of a selection or test group, nor a test group's rows outside
+      the official test file); empty when ``data.train_size`` is 0 (train takes them all);
+    * GLUE: GLUE train minus the selection split minus the train subsample;
+    * custom: ``files.unlabeled`` when given (text columns and an optional ``idx`` column are read,
+      anything else, a label column included, is dropped unread; without ``idx`` the rows are numbered
+      after the largest idx of the other files), else the train file's rows outside train and selection.
+
+    The order is a seeded permutation (``data.split_seed``) of the pool's rows that reads no label: the
+    first n rows are the draw of size n, so a larger draw contains a smaller one. ``size`` returns that
+    draw (an error when the pool is smaller); None the whole pool.
+    """
+    custom = _get(data_params, "custom", {}) or {}
+    if name in custom:
+        cfg = custom[name]
+        task, files = _custom_parts(name, cfg, data_params, with_unlabeled=True)
+        if "unlabeled" in files:
+            pool, where = files["unlabeled"], f"data.custom.{name}.files.unlabeled ({cfg['files']['unlabeled']})"
+        else:
+            used = np.concatenate([task.splits[s]["idx"].to_numpy() for s in ("train", "selection")])
+            pool = files["train"][~files["train"]["idx"].isin(used)]
+            where = "the rows of its train file outside the train and selection splits"
+        text_fields = task.text_fields
+    elif name in TASKS:
+        spec = TASKS[name]
+        text_fields = spec.text_fields
+        if spec.kind == "embedded":
+            src, positions, train_side = _embedded_positions(name, spec, data_params)
+            pool = src.iloc[np.setdiff1d(train_side, positions["train"])]
+            where = "the train side's rows outside the train subsample (data.train_size)"
+        else:
+            train_df, _, _, train_pos, train_side = _glue_parts(name, spec, data_params)
+            pool = train_df.iloc[np.setdiff1d(train_side, train_pos)]
+            where = "GLUE train outside the selection split and the train subsample (data.train_size)"
+    else:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names(data_params))} "
+                         f"(or declare it under data.custom.{name})")
+    order = _seed(int(_get(data_params, "split_seed", 0)), name, "transfer").permutation(len(pool))
+    pool = pool.iloc[order][["idx", *text_fields]].reset_index(drop=True)
+    pool["idx"] = pool["idx"].astype("int64")
+    for field in text_fields:
+        bad = ~pool[field].map(lambda v: isinstance(v, str) and v.strip() != "").to_numpy(dtype=bool)
+        if bad.any():
+            raise ValueError(f"task {name}, transfer pool ({where}): column {field!r} has {int(bad.sum())} empty "
+                             f"or non-text values at {_rows(bad)}")
+    if size is None:
+        return pool
+    if size > len(pool):
+        raise ValueError(f"distill.transfer_size={size} but {name}'s transfer pool has only {_n(len(pool))} "
+                         f"examples ({where}); set distill.transfer_size to at most {len(pool)}"
+                         + ("" if where.startswith("data.custom") else " or lower data.train_size"))
+    return pool.iloc[:size].reset_index(drop=True)
+
+
 def describe(task: Task) -> pd.DataFrame:
     """Per split: n, count per label name, rows with human label counts (when the task has them), and
     text length in words (p50, p95, max) per text field."""
@@ -905,5 +990,5 @@ def describe_tasks(data_params) -> str:
     return "\n\n".join(_format_task(load_task(n, data_params)) for n in names) + "\n"
 
 
-__all__ = ["Task", "TaskSpec", "TASKS", "load_task", "task_names", "validate_task", "describe", "describe_tasks",
-           "GLUE_TEST_IDX_OFFSET", "GLUE_DEFAULT_SELECTION"]
+__all__ = ["Task", "TaskSpec", "TASKS", "load_task", "transfer_pool", "task_names", "validate_task", "describe",
+           "describe_tasks", "GLUE_TEST_IDX_OFFSET", "GLUE_DEFAULT_SELECTION"]

@@ -216,7 +216,7 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
     for name in run.tasks:
         task = run.task(name)
         sizes = {s: len(f) for s, f in task.splits.items()}
-        n_train, n_all = sizes["train"], sum(sizes.values())
+        n_train, n_all = sizes["train"], sum(sizes.values()) + run.transfer_rows    # teachers score the transfer set
         parts = []
         for tname, t in p.teachers.items():
             length = t["max_length"] or p.data.max_length
@@ -241,12 +241,19 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
             parts.append(f"{tname} ~{_fmt_time(fit)}")
         desc["teachers"][name] = ", ".join(parts)
         tokens = mean_tokens(task.splits["train"], task.text_fields, p.data.max_length)
-        one = (train_seconds(s_arch, hw, n_train, st.epochs, st.batch_size, tokens)
-               + infer_seconds(s_arch, hw, sizes["selection"] + sizes["test"], tokens))
+
+        def student_seconds(examples: int) -> float:
+            return (train_seconds(s_arch, hw, examples, st.epochs, st.batch_size, tokens)
+                    + infer_seconds(s_arch, hw, sizes["selection"] + sizes["test"], tokens))
+        # a student trains on the train split and its transfer examples (none for the baseline)
+        per_method = [student_seconds(n_train + run.transfer_examples(m)) for m in student_methods(run)]
+        one = max(per_method)
         k = n_methods * len(p.seeds)
-        students += [one] * k
-        desc["students"][name] = f"{k} x ~{_fmt_time(one)} ({n_methods} methods x {len(p.seeds)} seeds)"
+        students += per_method * len(p.seeds)
+        transfer = f"; + {run.transfer_rows:,} transfer examples per distilled student" if run.transfer_rows else ""
+        desc["students"][name] = f"{k} x ~{_fmt_time(one)} ({n_methods} methods x {len(p.seeds)} seeds{transfer})"
         if n_sweep_methods:
+            one = student_seconds(n_train + p.distill.transfer_size)      # every sweep student distils
             k = n_sweep_methods * grid * len(p.seeds)
             sweep += [one] * k
             desc["sweep"][name] = (f"{k} x ~{_fmt_time(one)} ({n_sweep_methods} methods x {grid} grid points "
@@ -314,9 +321,9 @@ def disk_bytes(run: Run) -> tuple[float, float]:
     folder = hub = 0.0
     for name in run.tasks:
         task = run.task(name)
-        n_all = sum(len(f) for f in task.splits.values())
+        n_all = sum(len(f) for f in task.splits.values()) + run.transfer_rows
         for t in p.teachers.values():
-            folder += n_all * task.num_labels * 4 * 2        # logits of every split (+ npz overhead)
+            folder += n_all * task.num_labels * 4 * 2        # logits of every split and the transfer set (+ npz)
             if t["mode"] == "finetune":
                 arch, _ = arch_of(t["model"])
                 folder += 4 * arch.params                     # the fine-tuned model (fp32 safetensors)

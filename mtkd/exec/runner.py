@@ -129,6 +129,9 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
         tasks[name] = task
         notes.append(f"task {name}: " + ", ".join(f"{s} {len(f):,}" for s, f in task.splits.items())
                      + f"; labels {', '.join(task.label_names)}; metric {task.metrics[0]}")
+        if run.transfer_rows:
+            run.transfer_set(name)     # the pool holds the draw and files.unlabeled reads, or the run stops here
+            notes[-1] += f"; transfer set {run.transfer_rows:,} (unlabeled, KD term only)"
     for who, spec in [*((f"teachers.{n}", t) for n, t in run.params.teachers.items()),
                       ("student", run.params.student)]:
         m = models.resolve(spec["model"])

@@ -21,7 +21,7 @@ from mtkd.kd.cpu import cpu_kernels
 from mtkd.kd.devices import seed_everything
 from mtkd.kd.fusion import FUSER_KWARGS, FUSERS, fuse
 from mtkd.kd.heads import sentence_features
-from mtkd.kd.losses import check_labels, check_temperature_alpha, kd_loss_unchecked
+from mtkd.kd.losses import UNLABELED, check_labels, check_temperature_alpha, kd_loss_unchecked
 
 
 class TrainingError(RuntimeError):
@@ -43,6 +43,19 @@ class Encoded:
     @property
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def head(self, n: int) -> "Encoded":
+        """The first n examples: a transfer set of size n is the first n rows of its pool."""
+        tt = None if self.token_type_ids is None else self.token_type_ids[:n]
+        return Encoded(self.input_ids[:n], tt, self.pad_id)
+
+
+def concat(first: Encoded, second: Encoded) -> Encoded:
+    """``first``'s examples, then ``second``'s (one tokenizer's: a student's labeled and transfer rows)."""
+    if (first.token_type_ids is None) != (second.token_type_ids is None) or first.pad_id != second.pad_id:
+        raise ValueError("concat: the two parts come from different tokenizers")
+    tt = None if first.token_type_ids is None else first.token_type_ids + second.token_type_ids
+    return Encoded(first.input_ids + second.input_ids, tt, first.pad_id)
 
 
 def encode(tokenizer, frame, text_fields, max_length: int) -> Encoded:
@@ -215,6 +228,8 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
         cheap_cpu_kernels: bool = True) -> dict:
     """Train ``model`` in place with AdamW, linear warm-up and decay, clipping and KD when ``target`` is set.
 
+    Rows labeled ``UNLABELED`` (a transfer set) learn from the KD term only; they need a ``target``.
+
     With ``checkpoint_dir`` the state is saved at every epoch boundary and a killed run resumes
     from the last one with the same result as an uninterrupted run. On a CPU it trains inside
     ``cpu_kernels(model)`` unless ``cheap_cpu_kernels`` is off (benchmarks compare both). ``progress``
@@ -228,7 +243,8 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
         model.get_input_embeddings().weight.requires_grad_(False)
     y_all = torch.tensor(np.asarray(labels), dtype=torch.long)
     num_labels = model.config.num_labels
-    check_labels(y_all, len(enc), num_labels)
+    check_labels(y_all, len(enc), num_labels, has_target=target is not None and target.alpha > 0)
+    partly_unlabeled = bool((y_all == UNLABELED).any())      # decided once: the loss takes no sync per step
     if target is not None:
         target.check(len(enc), num_labels)
     gate = target.gate.to(device).train() if target is not None and target.gate is not None else None
@@ -281,7 +297,7 @@ def fit(model: nn.Module, enc: Encoded, labels: np.ndarray, cfg: TrainConfig, se
                     logits = out.logits.float()
                     teacher = None if target is None else target.for_batch(
                         part, model, out, device, progress=(epoch * steps_per_epoch + b) / total)
-                    part_loss = kd_loss_unchecked(logits, teacher, y, temperature, alpha)
+                    part_loss = kd_loss_unchecked(logits, teacher, y, temperature, alpha, partly_unlabeled)
                     share = len(part) / len(rows)      # exactly 1.0 without accumulation
                     scaler.scale(part_loss * share).backward()
                     loss += part_loss.detach() * share

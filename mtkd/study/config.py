@@ -70,7 +70,8 @@ TEACHER = {
 }
 
 CUSTOM_TASK = {
-    "files": Field("dict", help="split -> local CSV/JSONL/parquet path; needs train and test, selection optional"),
+    "files": Field("dict", help="split -> local CSV/JSONL/parquet path; needs train and test, selection optional; "
+                   "unlabeled (optional): text columns only, the transfer pool (a label column is ignored)"),
     "text_fields": Field("list[str]", help="one or two text columns", nonempty=True),
     "label_field": Field("str", "label", "label column (integer ids or label names)"),
     "label_names": Field("list[str]", help="label names in id order", nonempty=True),
@@ -140,6 +141,10 @@ SCHEMA: dict = {
                          "students to train: baseline (no KD), single (one per teacher), then fusers",
                          choices=("baseline", "single", *FUSER_NAMES), nonempty=True),
         "gate_hidden": Field("int", 128, "hidden units of the gating MLP", min=1, max=8192),
+        "transfer_size": Field("int", 0, "unlabeled transfer examples per task that distilled students also learn "
+                               "from, through the KD term only (0 = none): drawn from the task's unused training "
+                               "pool (train-side rows outside the train subsample, or a custom task's "
+                               "files.unlabeled), their labels never read; the baseline ignores them", min=0),
     },
     "sweep": {
         "enabled": Field("bool", False, "run the T x alpha grid (picked per method on the selection split)"),
@@ -293,6 +298,7 @@ def _cross_checks(p: dict) -> None:
     if fusers and len(p["teachers"]) < 2:
         raise ParamsError(f"distill.methods: fusers {fusers} need at least two teachers; "
                           f"teachers has {len(p['teachers'])}")
+    _transfer_checks(p)
     tasks = p["data"]["tasks"]
     if len(set(tasks)) != len(tasks):
         raise ParamsError(f"data.tasks: has duplicates: {tasks}")
@@ -301,6 +307,35 @@ def _cross_checks(p: dict) -> None:
             raise ParamsError(f"data.test_sizes.{task}: not one of data.tasks ({', '.join(tasks)})")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ParamsError(f"data.test_sizes.{task}: expected an integer >= 0 (0 = data.test_size), got {size!r}")
+
+
+def _transfer_checks(p: dict) -> None:
+    """A transfer set needs students that can learn from it: a KD term, and a target without labels."""
+    if not p["distill"]["transfer_size"]:
+        return
+    size = p["distill"]["transfer_size"]
+    sweep = p["sweep"]
+    scheduled = [m for m in p["distill"]["methods"] if m == "curriculum"]
+    if sweep["enabled"]:
+        scheduled += [f"sweep.methods {m}" for m in sweep["methods"] if m == "curriculum"]
+    if scheduled:
+        raise ParamsError(f"distill.transfer_size={size}: curriculum ({', '.join(scheduled)}) needs gold labels at "
+                          "every step and transfer examples have none; drop curriculum from distill.methods and "
+                          "sweep.methods, or set distill.transfer_size: 0")
+    distilled = [m for m in p["distill"]["methods"] if m != "baseline"]
+    alphas = [("distill.alpha", p["distill"]["alpha"])] if distilled else []
+    if sweep["enabled"]:
+        alphas += [("sweep.alphas", a) for a in sweep["alphas"]]
+    zero = sorted({key for key, a in alphas if a == 0})
+    if zero:
+        raise ParamsError(f"distill.transfer_size={size}: transfer examples learn from the KD term only, and "
+                          f"{' and '.join(zero)} holds alpha = 0 (no KD term); use alpha > 0 or set "
+                          "distill.transfer_size: 0")
+    humans = [name for name, t in p["teachers"].items() if t["mode"] == "human"]
+    if humans:
+        raise ParamsError(f"distill.transfer_size={size}: teacher {humans[0]!r} (mode human) scores examples from "
+                          "their annotator counts, which transfer examples do not have; drop it or set "
+                          "distill.transfer_size: 0")
 
 
 def validate(raw: dict) -> Params:

@@ -24,8 +24,12 @@ def write_cached(stem: Path, logits: np.ndarray, idx: np.ndarray, meta: dict) ->
     io.write_json(stem.with_suffix(".json"), meta)   # written last: its presence means the pair is complete
 
 
-def read_cached(stem: Path, expected: dict, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(idx, logits) from the cache, after checking metadata, shape, idx order and finiteness."""
+def read_cached(stem: Path, expected: dict, idx: np.ndarray, prefix: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(idx, logits) from the cache, after checking metadata, shape, idx order and finiteness.
+
+    With ``prefix`` the cache may hold more rows than ``idx`` (a transfer set is the first n rows of
+    its pool, and a larger one scored before serves a smaller one): its first ``len(idx)`` rows must be
+    ``idx`` in that order, and only they are returned."""
     meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not meta_path.exists() or not data_path.exists():
         raise FileNotFoundError(f"{stem}: no cached logits (the logits stage computes them)")
@@ -51,6 +55,9 @@ def read_cached(stem: Path, expected: dict, idx: np.ndarray) -> tuple[np.ndarray
     except Exception as e:   # a truncated or foreign file: zipfile, pickle and OS errors alike
         raise ValueError(f"{data_path}: corrupt logit cache ({type(e).__name__}: {e}); recompute it with "
                          "--force logits") from None
+    if prefix and list(meta.get("shape", [])) == list(logits.shape) and logits.shape[0] >= len(idx):
+        logits, cached_idx = logits[:len(idx)], cached_idx[:len(idx)]     # the file matched its metadata whole
+        meta = {**meta, "shape": list(logits.shape)}
     if list(logits.shape) != list(expected["shape"]) or list(meta.get("shape", [])) != list(logits.shape):
         raise ValueError(f"{stem}: cached logits have shape {tuple(logits.shape)}, expected "
                          f"{tuple(expected['shape'])}")

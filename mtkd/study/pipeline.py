@@ -72,6 +72,7 @@ class Run:
         self.progress = progress
         self.condition = condition
         self._tasks: dict = {}
+        self._transfer_sets: dict = {}
         self._student_inputs: dict = {}
         self._conditions: dict[str, Run] = {}
 
@@ -140,8 +141,32 @@ class Run:
             self._tasks[name] = prepared_task(self.dir, name, self.data_key(name)) or load_task(name, self.params.data)
         return self._tasks[name]
 
+    @property
+    def transfer_rows(self) -> int:
+        """How many rows of each task's transfer pool this run scores (and records): every student reads the
+        first ``transfer_examples(method)`` of them, so this is the largest transfer set any of them uses."""
+        return self.params.distill.transfer_size
+
+    def transfer_examples(self, method: str) -> int:
+        """The transfer examples a student learns from: ``distill.transfer_size``, none for the baseline (no KD)."""
+        return 0 if Method.parse(method).kind == "baseline" else self.params.distill.transfer_size
+
+    def transfer_set(self, name: str) -> pd.DataFrame:
+        """The first ``transfer_rows`` rows of a task's transfer pool (idx + texts, no label), once per process:
+        from the run's ``data/<task>/transfer.parquet`` while its transfer key matches, else from the source."""
+        if name not in self._transfer_sets:
+            from mtkd.data.tasks import transfer_pool
+            from mtkd.study.prepared import prepared_transfer
+            rows = self.transfer_rows
+            self._transfer_sets[name] = (prepared_transfer(self.dir, name, self.transfer_key(name), rows)
+                                         if rows else None)
+            if self._transfer_sets[name] is None:
+                self._transfer_sets[name] = transfer_pool(name, self.params.data, rows)
+        return self._transfer_sets[name]
+
     def student_inputs(self, task_name: str):
-        """The student's model spec, vocabulary size and tokenised splits of a task, built once per process."""
+        """The student's model spec, vocabulary size and tokenised splits of a task (and its transfer set,
+        as ``transfer``, when the run has one), built once per process."""
         if task_name not in self._student_inputs:
             from mtkd.data import models
             from mtkd.kd.loop import encode
@@ -150,16 +175,29 @@ class Run:
             texts = [x for f in task.text_fields for x in task.splits["train"][f].tolist()]
             tok = models.load_tokenizer(spec, train_texts=texts)
             enc = {s: encode(tok, task.splits[s], task.text_fields, self.params.data.max_length) for s in SPLITS}
+            if self.transfer_rows:
+                enc["transfer"] = encode(tok, self.transfer_set(task_name), task.text_fields,
+                                         self.params.data.max_length)
             self._student_inputs[task_name] = (spec, len(tok), enc)
         return self._student_inputs[task_name]
 
     # ------------------------------------------------------------ hashes: what each unit depends on
     def data_key(self, task: str) -> str:
+        """What a task's labeled splits depend on (not a custom task's files.unlabeled: see transfer_key)."""
         d = self.params.data
+        custom = d.custom.get(task)
+        if custom is not None and "unlabeled" in custom["files"]:
+            custom = {**custom, "files": {k: v for k, v in custom["files"].items() if k != "unlabeled"}}
         # counts_rows_only joins the key only when set: runs made before it existed keep their caches
         return config.params_hash({k: v for k, v in d.items()
                                    if k not in ("tasks", "custom") and not (k == "counts_rows_only" and not v)},
-                                  d.custom.get(task), task, CODE_VERSION)
+                                  custom, task, CODE_VERSION)
+
+    def transfer_key(self, task: str) -> str:
+        """What a task's transfer pool (its rows and their order) depends on: the data params, and a custom
+        task's files.unlabeled."""
+        custom = self.params.data.custom.get(task)
+        return config.params_hash(self.data_key(task), custom["files"].get("unlabeled") if custom else None)
 
     def _run_key(self) -> dict:
         return {"precision": self.params.precision, "device": self.device.type}
@@ -170,9 +208,12 @@ class Run:
 
     def student_key(self, unit: Unit) -> str:
         teachers = self.teachers_of(unit.name)
+        # the transfer set joins the key only when the student learns from one: every other key stays as it was
+        n = self.transfer_examples(unit.name)
+        transfer = [{"transfer_size": n, "pool": self.transfer_key(unit.task)}] if n else []
         return config.params_hash(self.data_key(unit.task), self.params.student, unit.name, unit.seed,
                                   unit.temperature, unit.alpha, self.params.distill.gate_hidden,
-                                  [self.teacher_key(unit.task, t) for t in teachers], self._run_key())
+                                  [self.teacher_key(unit.task, t) for t in teachers], self._run_key(), *transfer)
 
     def teachers_of(self, method: str) -> list[str]:
         m = Method.parse(method)
@@ -292,7 +333,8 @@ def active_stages(run: Run) -> list[str]:
 # ---------------------------------------------------------------- data
 
 def prepare_data(run: Run) -> None:
-    """Load every task (validating it) and record its examples in the run folder."""
+    """Load every task (validating it) and record its examples in the run folder, and its transfer set
+    (``transfer.parquet``: idx + texts, the rows the logits stage scores) when the run has one."""
     for name in run.tasks:
         task = run.task(name)
         folder = run.dir / "data" / name
@@ -300,12 +342,17 @@ def prepare_data(run: Run) -> None:
                 "metrics": list(task.metrics), "source": task.source, "license": task.license,
                 "group_key": task.group_key, "label_counts_fields": list(task.label_counts_fields),
                 "data_key": run.data_key(name)}
+        if run.transfer_rows:
+            meta.update(transfer_rows=run.transfer_rows, transfer_key=run.transfer_key(name))
+            transfer = run.transfer_set(name)            # a pool too small for the size stops the run here
         if (folder / "task.json").exists() and io.read_json(folder / "task.json") == meta:
             continue
         frames = [f.assign(split=s) for s, f in task.splits.items()]
         examples = pd.concat(frames, ignore_index=True)[["split", "idx", "label", *task.text_fields,
                                                          *task.label_counts_fields]]
         io.write_parquet(folder / "examples.parquet", examples)
+        if run.transfer_rows:
+            io.write_parquet(folder / "transfer.parquet", transfer)
         io.write_json(folder / "task.json", meta)
 
 
@@ -335,9 +382,11 @@ def _run_teacher(run: Run, unit: Unit) -> None:
 
 def logits_meta(run: Run, task: str, teacher: str, split: str, shape) -> dict:
     t = run.task(task)
+    key = run.teacher_key(task, teacher)
+    if split == "transfer":                   # the examples scored depend on the pool's params too
+        key = config.params_hash(key, run.transfer_key(task))
     return {"task": task, "teacher": teacher, "split": split, "model": run.params.teachers[teacher]["model"],
-            "params_hash": run.teacher_key(task, teacher), "label_names": list(t.label_names),
-            "dtype": "float32", "shape": list(shape)}
+            "params_hash": key, "label_names": list(t.label_names), "dtype": "float32", "shape": list(shape)}
 
 
 def read_logits(run: Run, task: str, teacher: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -348,25 +397,46 @@ def read_logits(run: Run, task: str, teacher: str, split: str) -> tuple[np.ndarr
     return read_cached(run.dir / "logits" / task / teacher / split, expected, t.splits[split]["idx"].to_numpy())
 
 
-def logits_fresh(run: Run, task: str, teacher: str) -> bool:
+def read_transfer_logits(run: Run, task: str, teacher: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A teacher's cached logits (idx, logits) on the first ``n`` rows of the task's transfer set (the cache
+    may hold more: a larger set serves a smaller one), refused when stale, misaligned or corrupt."""
+    from mtkd.study.logits import read_cached
+    idx = run.transfer_set(task)["idx"].to_numpy()[:n]
+    expected = logits_meta(run, task, teacher, "transfer", (n, run.task(task).num_labels))
+    return read_cached(run.dir / "logits" / task / teacher / "transfer", expected, idx, prefix=True)
+
+
+def _scored_parts(run: Run) -> tuple[str, ...]:
+    """What the logits stage scores for every teacher: the splits, and the transfer set when there is one."""
+    return (*SPLITS, "transfer") if run.transfer_rows else SPLITS
+
+
+def _part_fresh(run: Run, task: str, teacher: str, part: str) -> bool:
     try:
-        for split in SPLITS:
-            read_logits(run, task, teacher, split)
+        if part == "transfer":
+            read_transfer_logits(run, task, teacher, run.transfer_rows)
+        else:
+            read_logits(run, task, teacher, part)
         return True
     except (FileNotFoundError, ValueError):
         return False
 
 
+def logits_fresh(run: Run, task: str, teacher: str) -> bool:
+    return all(_part_fresh(run, task, teacher, part) for part in _scored_parts(run))
+
+
 def _run_logits(run: Run, unit: Unit) -> None:
     from mtkd.study.logits import write_cached
     from mtkd.study.teachers import teacher_logits
-    if logits_fresh(run, unit.task, unit.name):
+    stale = [part for part in _scored_parts(run) if not _part_fresh(run, unit.task, unit.name, part)]
+    if not stale:
         return
     _run_teacher(run, Unit("teachers", unit.task, unit.name, unit.seed))
     t0 = time.time()
     task = run.task(unit.task)
-    for split in SPLITS:
-        frame = task.splits[split]
+    for split in stale:
+        frame = run.transfer_set(unit.task) if split == "transfer" else task.splits[split]
         z = teacher_logits(task, run.params.teachers[unit.name], run.ctx, run.unit_dir(
             Unit("teachers", unit.task, unit.name, unit.seed)), frame)
         write_cached(run.dir / "logits" / unit.task / unit.name / split, z, frame["idx"].to_numpy(),
@@ -377,6 +447,11 @@ def _run_logits(run: Run, unit: Unit) -> None:
 def teacher_stack(run: Run, task: str, split: str) -> np.ndarray:
     """Logits of every teacher on a split, (N, K, C) in teacher order."""
     return np.stack([read_logits(run, task, t, split)[1] for t in run.teachers], axis=1)
+
+
+def transfer_stack(run: Run, task: str, n: int) -> np.ndarray:
+    """Logits of every teacher on the first ``n`` transfer examples, (n, K, C) in teacher order."""
+    return np.stack([read_transfer_logits(run, task, t, n)[1] for t in run.teachers], axis=1)
 
 
 def fusion_info(run: Run, task: str) -> dict:
@@ -454,32 +529,46 @@ def best_teacher(run: Run, task: str) -> str:
 # ---------------------------------------------------------------- students
 
 def _kd_target(run: Run, unit: Unit, hidden_size: int):
+    """The student's KD target on its training rows: the train split's, then (``transfer_examples``) the
+    transfer set's. There a label-aware fuser takes its label-free fallback (``fuser_arguments``)."""
     from mtkd.kd.fusion import FUSER_KWARGS, GatingFusion, fuse
     from mtkd.kd.loop import KDTarget
+    from mtkd.study.fusion_args import fuser_arguments
     method = Method.parse(unit.name)
     if method.kind == "baseline":
         return None
+    n = run.transfer_examples(unit.name)
     if method.kind == "single":
         z = read_logits(run, unit.task, method.name, "train")[1]
+        if n:
+            z = np.concatenate([z, read_transfer_logits(run, unit.task, method.name, n)[1]])
         return KDTarget(unit.temperature, unit.alpha, logits=torch.from_numpy(z))
     fuser = method.name
     z = torch.from_numpy(teacher_stack(run, unit.task, "train"))
+    pool = torch.from_numpy(transfer_stack(run, unit.task, n)) if n else None
     if fuser == "gating":
         torch.manual_seed(unit.seed)
         gate = GatingFusion(hidden_size, z.shape[1], hidden=run.params.distill.gate_hidden)
-        return KDTarget(unit.temperature, unit.alpha, teacher_logits=z, gate=gate)
-    kw = fuser_kwargs(read_fusion_info(run, unit.task), fuser)
+        return KDTarget(unit.temperature, unit.alpha, teacher_logits=z if pool is None else torch.cat([z, pool]),
+                        gate=gate)
+    info = read_fusion_info(run, unit.task)
+    kw = fuser_kwargs(info, fuser)
     needs = FUSER_KWARGS.get(fuser, ())
     if "labels" in needs:                        # label-aware fusers: the training labels
         kw["labels"] = torch.tensor(run.task(unit.task).splits["train"]["label"].to_numpy())
     if "progress" in needs:                      # scheduled: the loop recomputes it every step
         return KDTarget(unit.temperature, unit.alpha, teacher_logits=z, fuser=fuser, fuser_kwargs=kw)
-    return KDTarget(unit.temperature, unit.alpha, logits=fuse(fuser, z, **kw).detach())
+    fused = fuse(fuser, z, **kw).detach()
+    if pool is not None:                         # no labels there: a label-aware fuser's fallback
+        pool_fuser, pool_kw = fuser_arguments(info, fuser)
+        fused = torch.cat([fused, fuse(pool_fuser, pool, **pool_kw).detach()])
+    return KDTarget(unit.temperature, unit.alpha, logits=fused)
 
 
 def _run_student(run: Run, unit: Unit) -> None:
     from mtkd.data import models
-    from mtkd.kd.loop import TrainConfig, fit, predict
+    from mtkd.kd.losses import UNLABELED
+    from mtkd.kd.loop import TrainConfig, concat, fit, predict
     folder = _start_unit(run, unit)
     if folder is None:
         return
@@ -489,7 +578,12 @@ def _run_student(run: Run, unit: Unit) -> None:
     model = models.load_classifier(spec, list(task.label_names), layers=run.params.student.layers,
                                    seed=unit.seed, vocab_size=vocab, pooling=run.params.student.pooling)
     target = _kd_target(run, unit, model.config.hidden_size)
-    info = fit(model, enc["train"], task.splits["train"]["label"].to_numpy(),
+    train_enc, labels = enc["train"], task.splits["train"]["label"].to_numpy()
+    n = run.transfer_examples(unit.name)
+    if n:                                        # the transfer rows after the train rows, as in the target
+        train_enc = concat(train_enc, enc["transfer"].head(n))
+        labels = np.concatenate([labels, np.full(n, UNLABELED, dtype=labels.dtype)])
+    info = fit(model, train_enc, labels,
                TrainConfig.from_params(run.params.student), unit.seed, device=run.ctx.device, dtype=run.ctx.dtype,
                target=target, checkpoint_dir=folder, desc=f"{unit.task} {unit.name} seed {unit.seed}",
                progress=run.progress)
@@ -509,7 +603,7 @@ def _run_student(run: Run, unit: Unit) -> None:
         arrays[f"logits_{split}"] = logits
         arrays[f"idx_{split}"] = task.splits[split]["idx"].to_numpy()
     io.write_npz(folder / "predictions.npz", **arrays)
-    io.mark_done(folder, {**info, "unit": unit.label})
+    io.mark_done(folder, {**info, "unit": unit.label, **({"transfer_examples": n} if n else {})})
     log(f"student {unit.label} trained in {time.time() - t0:.0f} s")
 
 
