@@ -435,9 +435,10 @@ def _get_dotted(p: dict, dotted: str):
 
 def condition_params(p: Params, c: Condition) -> Params:
     """The params of one condition: the main study's with ``c.param`` set to ``c.value``, the students of
-    ``conditions.fusers`` (beside baseline and single) and no conditions of their own."""
+    ``conditions.fusers`` (beside baseline and single), no sweep and no conditions of their own."""
     raw = to_plain(p)
     raw["conditions"] = {"fusers": list(p.conditions.fusers), "axes": {}}
+    raw["sweep"] = {"enabled": False}            # a condition trains its own students only
     raw["distill"]["methods"] = ["baseline", "single", *p.conditions.fusers]
     if c.param == "teachers":
         raw["teachers"] = {t: raw["teachers"][t] for t in c.value}

@@ -75,6 +75,7 @@ class Run:
         self._transfer_sets: dict = {}
         self._student_inputs: dict = {}
         self._conditions: dict[str, Run] = {}
+        self._pool_rows: int | None = None
 
     @classmethod
     def open(cls, run_dir: str | Path, progress: bool = False) -> "Run":
@@ -121,6 +122,7 @@ class Run:
                                  f"({', '.join(c.label for c in self.conditions) or 'none'})")
             run = Run(config.condition_params(self.params, found[0]), self.dir, self.progress, found[0])
             run._tasks = self._tasks
+            run._pool_rows, run._transfer_sets = self.transfer_rows, self._transfer_sets
             if run.params.student == self.params.student:
                 run._student_inputs = self._student_inputs
             self._conditions[label] = run
@@ -144,8 +146,12 @@ class Run:
     @property
     def transfer_rows(self) -> int:
         """How many rows of each task's transfer pool this run scores (and records): every student reads the
-        first ``transfer_examples(method)`` of them, so this is the largest transfer set any of them uses."""
-        return self.params.distill.transfer_size
+        first ``transfer_examples(method)`` of them, so this is the largest transfer set any of them uses,
+        the main study's or a condition's (a condition's run scores nothing: it reads its study's pool)."""
+        if self._pool_rows is None:
+            sizes = [c.value for c in self.conditions if c.param == "distill.transfer_size"]
+            self._pool_rows = max([self.params.distill.transfer_size, *sizes])
+        return self._pool_rows
 
     def transfer_examples(self, method: str) -> int:
         """The transfer examples a student learns from: ``distill.transfer_size``, none for the baseline (no KD)."""
