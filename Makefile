@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: study test test-fast lab bench bench-quick bench-precision pictures clean-venv
+.PHONY: study conditions test test-fast lab bench bench-quick bench-precision pictures clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 ## make study: the embedded default study, end to end, offline, on CPU
 study: $(STAMP)
 	$(BIN)/mtkd run $(PARAMS)
+
+## make conditions: when does multi-teacher pay? The default study's tasks with a grid of conditions
+conditions: $(STAMP)
+	$(BIN)/mtkd run params/conditions.yaml
 
 ## make test: the whole test suite (installs the browser for the UI tests when missing)
 test: $(STAMP)

@@ -250,7 +250,8 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
         one = max(per_method)
         k = n_methods * len(p.seeds)
         students += per_method * len(p.seeds)
-        transfer = f"; + {run.transfer_rows:,} transfer examples per distilled student" if run.transfer_rows else ""
+        n_transfer = p.distill.transfer_size
+        transfer = f"; + {n_transfer:,} transfer examples per distilled student" if n_transfer else ""
         desc["students"][name] = f"{k} x ~{_fmt_time(one)} ({n_methods} methods x {len(p.seeds)} seeds{transfer})"
         if n_sweep_methods:
             one = student_seconds(n_train + p.distill.transfer_size)      # every sweep student distils
@@ -303,7 +304,7 @@ def condition_stage_plan(run: Run, hw: Hardware, half: bool) -> StagePlan:
         arch, _ = arch_of(st.model, st.layers)
         sizes = {s: len(f) for s, f in task.splits.items()}
         tokens = mean_tokens(task.splits["train"], task.text_fields, at.params.data.max_length)
-        rows = sizes["train"] + (0 if unit.name == "baseline" else at.params.distill.get("transfer_size", 0))
+        rows = sizes["train"] + at.transfer_examples(unit.name)
         durations.append(train_seconds(arch, hw, rows, st.epochs, st.batch_size, tokens)
                          + infer_seconds(arch, hw, sizes["selection"] + sizes["test"], tokens))
         memory = max(memory, train_memory(arch, hw, st.batch_size, at.params.data.max_length, half,

@@ -150,6 +150,11 @@ def preflight(run: Run, strict: bool = True, executor: str = "sequential") -> li
             if who == "student" and layers and run.params.student.layers > layers:
                 raise ValueError(f"student.layers: {run.params.student.layers} but {m.name} has only "
                                  f"{layers} layers")
+            deeper = [c for c in run.conditions if who == "student" and layers and c.param == "student.layers"
+                      and c.value > layers]
+            if deeper:
+                raise ValueError(f"conditions.axes.{deeper[0].axis}: student.layers {deeper[0].value} but "
+                                 f"{m.name} has only {layers} layers")
         notes.append(f"{who}: {m.name} ({m.kind})" + (f"; {note}" if note else ""))
     if executor == "ray":
         import importlib.util

@@ -134,3 +134,19 @@ def test_no_conditions_means_no_stage():
     assert "conditions" not in active_stages(run) and run.conditions == []
     assert np.all([s in active_stages(Run(config.load_params(EMBEDDED, GRID[:1]), "/tmp/x"))
                    for s in ("teachers", "logits", "students", "conditions")])
+
+
+def test_glue_profile_takes_its_commented_conditions_section(tmp_path):
+    """The block commented in params/glue.yaml validates and plans condition units like the embedded one."""
+    text = (ROOT / "params" / "glue.yaml").read_text()
+    block = text[text.index("# conditions:"):text.index("\nstats:")]
+    uncommented = "\n".join(line[2:] for line in block.splitlines())
+    raw = config.read_yaml(ROOT / "params" / "glue.yaml")
+    import yaml
+    raw.update(yaml.safe_load(uncommented))
+    p = config.validate(raw)
+    labels = [c.label for c in config.expand_conditions(p)]
+    assert "transfer=80000" in labels and "layers=6" in labels and "teachers=bert_large+roberta_large" in labels
+    run = Run(p, tmp_path)
+    units = condition_units(run, best=lambda r, t: r.teachers[0])
+    assert {u.condition for u in units} <= set(labels) and len(units) > 0
