@@ -117,15 +117,20 @@ def _no_data(fig: go.Figure, row: int, col: int, text: str) -> None:
 
 # --------------------------------------------------------------------------- figures
 
+def _panel_grid(frame: pd.DataFrame, task: str, what: str, panels, spacing: float):
+    """A task's rows, its axes and a figure with one row of ``panels`` per axis."""
+    rows = _require_task(frame, task, what)
+    task_axes = axes(rows)
+    fig = make_subplots(rows=len(task_axes), cols=len(panels), column_titles=[p[1] for p in panels],
+                        horizontal_spacing=spacing, vertical_spacing=_vertical_spacing(len(task_axes)))
+    return rows, task_axes, fig
+
+
 def advantage_figure(conditions: pd.DataFrame, task: str) -> go.Figure:
     """Per axis (one row of panels each): the multi-teacher advantage (best multi - best single) and, beside
     it, the distillation effect (best single - no KD) at every value, with 95 % intervals, the
     +-equivalence-margin band, the verdict as marker (colour and shape) and the main study's value ringed."""
-    rows = _require_task(conditions, task, "conditions.csv")
-    task_axes = axes(rows)
-    fig = make_subplots(rows=len(task_axes), cols=len(DIFFERENCE_PANELS),
-                        column_titles=[title for _, title, _ in DIFFERENCE_PANELS],
-                        horizontal_spacing=0.09, vertical_spacing=_vertical_spacing(len(task_axes)))
+    rows, task_axes, fig = _panel_grid(conditions, task, "conditions.csv", DIFFERENCE_PANELS, 0.09)
     margins = set()
     for r, (axis, param) in enumerate(task_axes, 1):
         for c, (comparison, _, y_title) in enumerate(DIFFERENCE_PANELS, 1):
@@ -193,11 +198,7 @@ def fidelity_figure(summary: pd.DataFrame, task: str) -> go.Figure:
     """Per axis (one row of panels each), the best single and the best multi student at every value: gap closed,
     top-1 agreement with its target, KL(target || student), and the target's own test score beside the best
     teacher's. Values with no number (baseline-free runs, an undefined gap) leave a gap in the line."""
-    rows = _require_task(summary, task, "conditions_summary.csv")
-    task_axes = axes(rows)
-    fig = make_subplots(rows=len(task_axes), cols=len(FIDELITY_PANELS),
-                        column_titles=[title for _, title, _ in FIDELITY_PANELS],
-                        horizontal_spacing=0.06, vertical_spacing=_vertical_spacing(len(task_axes)))
+    rows, task_axes, fig = _panel_grid(summary, task, "conditions_summary.csv", FIDELITY_PANELS, 0.06)
     shown = set()
     for r, (axis, param) in enumerate(task_axes, 1):
         d_axis = along(rows, task, axis)
