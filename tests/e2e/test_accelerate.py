@@ -129,8 +129,12 @@ def test_retries_then_completes_in_one_process(tmp_path):
 
     summaries = run_all(run, max_retries=1, unit_fn=fails_once)
     assert calls.count(FLAKY) == 2
-    assert {s["stage"]: s["computed"] for s in summaries} == {"teachers": 3, "logits": 3, "students": 5}
-    assert all(io.stage_done(run.dir, s) for s in ("teachers", "logits", "students"))
+    # smoke's conditions (transfer 0/40, two teacher sets; fusers average, gating) add 6 units beside these
+    # students: gating at the main settings, single/average/gating with 40 transfer rows, average/gating of the
+    # two-teacher subset; the rest are the main study's own units, reused
+    assert {s["stage"]: s["computed"] for s in summaries} == {"teachers": 3, "logits": 3, "students": 5,
+                                                              "conditions": 6}
+    assert all(io.stage_done(run.dir, s) for s in ("teachers", "logits", "students", "conditions"))
 
 
 def test_ray_is_refused_under_a_multi_process_launch(monkeypatch, tmp_path):
