@@ -217,6 +217,92 @@ def test_reports_are_executed_and_offline(smoke):
     assert figures >= 4
 
 
+# ---------------------------------------------------------------- conditions (issue 17)
+
+def test_conditions_are_studies_of_their_own_in_one_holm_family(smoke):
+    from mtkd.study.results import CONDITIONS_COLUMNS
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    st = params["stats"]
+    table = pd.read_csv(smoke / "conditions.csv", dtype={"value": str})
+    assert list(table.columns) == list(CONDITIONS_COLUMNS)
+    axes = params["conditions"]["axes"]
+    n_values = sum(len(a["values"]) for a in axes.values())
+    fusers = params["conditions"]["fusers"]
+    # per task and value: best multi vs best single, the other fuser vs best single, best single vs baseline
+    assert len(table) == len(params["data"]["tasks"]) * n_values * (len(fusers) + 1)
+    assert set(table["axis"]) == set(axes)
+    assert (table.groupby(["task", "axis", "value"])["comparison"].apply(sorted).map(tuple) ==
+            ("best multi vs best single", "best single vs baseline", "multi vs best single")).all()
+    # Holm over every row at once, by hand
+    p = table["p_value"].to_numpy()
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
+    expected = np.empty_like(adjusted)
+    expected[order] = adjusted
+    np.testing.assert_allclose(table["p_adjusted"], expected)
+    from scipy.stats import norm
+    z = norm.ppf(1 - st["significance"] / (2 * len(table))) + norm.ppf(st["power"])
+    np.testing.assert_allclose(table["mde_pp"], z * table["se_pp"])
+    for r in table.itertuples(index=False):
+        if r.p_adjusted <= st["significance"]:
+            assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
+        elif r.equivalence_p_adjusted <= st["significance"]:
+            assert r.verdict == "equivalent" and abs(r.diff_pp) < st["equivalence_margin"]
+        else:
+            assert r.verdict == "inconclusive"
+    main = table[table.is_main]
+    assert set(main["axis"]) == set(axes)                # each axis holds the main study's own value
+    page = (smoke / "reports" / "09_conditions.html").read_text()
+    assert page.count('class="plotly-graph-div"') >= 2 * len(params["data"]["tasks"])
+
+
+def test_condition_units_are_trained_once_and_shared_with_the_main_study(smoke):
+    from mtkd.study.pipeline import Run, plan
+    run = Run.open(smoke)
+    main = {run.unit_dir(u) for u in plan(run, "students")}
+    conditions = [run.unit_dir(u) for u in plan(run, "conditions")]
+    assert len(conditions) == len(set(conditions))
+    assert all((d / ".done").is_file() for d in conditions)
+    on_disk = {p.parent for p in (smoke / "cache" / "students").glob("**/.done")}
+    assert on_disk == main | set(conditions)          # no unit folder beyond these: nothing trained twice
+    shared = [d for d in conditions if d in main]
+    assert shared and len(shared) < len(conditions)
+    for c in run.conditions:                          # the main study's own values: all of their units shared
+        if c.is_main:
+            assert all(d in main for u in plan(run, "conditions") if u.condition == c.label
+                       for d in [run.unit_dir(u)])
+
+
+def test_condition_scores_are_recomputed_from_their_units(smoke):
+    from mtkd.study.pipeline import Run, condition_unit_dirs
+    run = Run.open(smoke)
+    summary = pd.read_csv(smoke / "conditions_summary.csv", dtype={"value": str})
+    c = next(c for c in run.conditions if c.param == "distill.transfer_size" and not c.is_main)
+    examples = pd.read_parquet(smoke / "data" / "snli" / "examples.parquet").query("split == 'test'")
+    labels = examples.set_index("idx")["label"]
+    for method, seeds in condition_unit_dirs(run, c, "snli").items():
+        scores = []
+        for _, folder in seeds:
+            with np.load(folder / "predictions.npz") as arr:
+                scores.append(100 * accuracy_score(labels.loc[arr["idx_test"]], arr["logits_test"].argmax(1)))
+        row = summary[(summary.task == "snli") & (summary.axis == c.axis) & (summary.value == c.value_label)
+                      & (summary.method == method)]
+        assert len(row) == 1 and row["mean"].iloc[0] == pytest.approx(np.mean(scores)), method
+
+
+def test_fidelity_is_recomputed_from_the_saved_predictions(smoke):
+    fid = pd.read_csv(smoke / "fidelity.csv").set_index(["task", "method"])
+    preds = pd.read_parquet(smoke / "predictions.parquet").query("split == 'test'")
+    with np.load(smoke / "logits" / "trec" / "tfidf" / "test.npz") as arr:
+        target = pd.Series(arr["logits"].argmax(1), index=arr["idx"])
+    st = preds[(preds.task == "trec") & (preds.method == "single:tfidf")]
+    agree = [100 * np.mean(g["pred"].to_numpy() == target.loc[g["idx"]].to_numpy()) for _, g in st.groupby("seed")]
+    assert fid.loc[("trec", "single:tfidf"), "agreement_pct"] == pytest.approx(np.mean(agree))
+    summary = pd.read_csv(smoke / "summary.csv").set_index(["task", "method"])
+    assert fid.loc[("trec", "single:tfidf"), "target_score"] == pytest.approx(summary.loc[("trec", "teacher:tfidf"),
+                                                                                           "mean"])
+
+
 def test_warm_rerun_reuses_every_unit(smoke):
     before = done_markers(smoke)
     master = (smoke / "master_results.csv").read_text()
@@ -330,89 +416,3 @@ def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
     assert main(["summary", str(smoke)]) == 0
     out = capsys.readouterr().out
     assert "in words" in out and "share seeds" in out and "F1 ABBR" in out
-
-
-# ---------------------------------------------------------------- conditions (issue 17)
-
-def test_conditions_are_studies_of_their_own_in_one_holm_family(smoke):
-    from mtkd.study.results import CONDITIONS_COLUMNS
-    params = yaml.safe_load((smoke / "params.yaml").read_text())
-    st = params["stats"]
-    table = pd.read_csv(smoke / "conditions.csv", dtype={"value": str})
-    assert list(table.columns) == list(CONDITIONS_COLUMNS)
-    axes = params["conditions"]["axes"]
-    n_values = sum(len(a["values"]) for a in axes.values())
-    fusers = params["conditions"]["fusers"]
-    # per task and value: best multi vs best single, the other fuser vs best single, best single vs baseline
-    assert len(table) == len(params["data"]["tasks"]) * n_values * (len(fusers) + 1)
-    assert set(table["axis"]) == set(axes)
-    assert (table.groupby(["task", "axis", "value"])["comparison"].apply(sorted).map(tuple) ==
-            ("best multi vs best single", "best single vs baseline", "multi vs best single")).all()
-    # Holm over every row at once, by hand
-    p = table["p_value"].to_numpy()
-    order = np.argsort(p, kind="stable")
-    adjusted = np.minimum(1, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
-    expected = np.empty_like(adjusted)
-    expected[order] = adjusted
-    np.testing.assert_allclose(table["p_adjusted"], expected)
-    from scipy.stats import norm
-    z = norm.ppf(1 - st["significance"] / (2 * len(table))) + norm.ppf(st["power"])
-    np.testing.assert_allclose(table["mde_pp"], z * table["se_pp"])
-    for r in table.itertuples(index=False):
-        if r.p_adjusted <= st["significance"]:
-            assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
-        elif r.equivalence_p_adjusted <= st["significance"]:
-            assert r.verdict == "equivalent" and abs(r.diff_pp) < st["equivalence_margin"]
-        else:
-            assert r.verdict == "inconclusive"
-    main = table[table.is_main]
-    assert set(main["axis"]) == set(axes)                # each axis holds the main study's own value
-    page = (smoke / "reports" / "09_conditions.html").read_text()
-    assert page.count('class="plotly-graph-div"') >= 2 * len(params["data"]["tasks"])
-
-
-def test_condition_units_are_trained_once_and_shared_with_the_main_study(smoke):
-    from mtkd.study.pipeline import Run, plan
-    run = Run.open(smoke)
-    main = {run.unit_dir(u) for u in plan(run, "students")}
-    conditions = [run.unit_dir(u) for u in plan(run, "conditions")]
-    assert len(conditions) == len(set(conditions))
-    assert all((d / ".done").is_file() for d in conditions)
-    on_disk = {p.parent for p in (smoke / "cache" / "students").glob("**/.done")}
-    assert on_disk == main | set(conditions)          # no unit folder beyond these: nothing trained twice
-    shared = [d for d in conditions if d in main]
-    assert shared and len(shared) < len(conditions)
-    for c in run.conditions:                          # the main study's own values: all of their units shared
-        if c.is_main:
-            assert all(d in main for u in plan(run, "conditions") if u.condition == c.label
-                       for d in [run.unit_dir(u)])
-
-
-def test_condition_scores_are_recomputed_from_their_units(smoke):
-    from mtkd.study.pipeline import Run, condition_unit_dirs
-    run = Run.open(smoke)
-    summary = pd.read_csv(smoke / "conditions_summary.csv", dtype={"value": str})
-    c = next(c for c in run.conditions if c.param == "distill.transfer_size" and not c.is_main)
-    examples = pd.read_parquet(smoke / "data" / "snli" / "examples.parquet").query("split == 'test'")
-    labels = examples.set_index("idx")["label"]
-    for method, seeds in condition_unit_dirs(run, c, "snli").items():
-        scores = []
-        for _, folder in seeds:
-            with np.load(folder / "predictions.npz") as arr:
-                scores.append(100 * accuracy_score(labels.loc[arr["idx_test"]], arr["logits_test"].argmax(1)))
-        row = summary[(summary.task == "snli") & (summary.axis == c.axis) & (summary.value == c.value_label)
-                      & (summary.method == method)]
-        assert len(row) == 1 and row["mean"].iloc[0] == pytest.approx(np.mean(scores)), method
-
-
-def test_fidelity_is_recomputed_from_the_saved_predictions(smoke):
-    fid = pd.read_csv(smoke / "fidelity.csv").set_index(["task", "method"])
-    preds = pd.read_parquet(smoke / "predictions.parquet").query("split == 'test'")
-    with np.load(smoke / "logits" / "trec" / "tfidf" / "test.npz") as arr:
-        target = pd.Series(arr["logits"].argmax(1), index=arr["idx"])
-    st = preds[(preds.task == "trec") & (preds.method == "single:tfidf")]
-    agree = [100 * np.mean(g["pred"].to_numpy() == target.loc[g["idx"]].to_numpy()) for _, g in st.groupby("seed")]
-    assert fid.loc[("trec", "single:tfidf"), "agreement_pct"] == pytest.approx(np.mean(agree))
-    summary = pd.read_csv(smoke / "summary.csv").set_index(["task", "method"])
-    assert fid.loc[("trec", "single:tfidf"), "target_score"] == pytest.approx(summary.loc[("trec", "teacher:tfidf"),
-                                                                                           "mean"])
