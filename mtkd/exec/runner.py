@@ -36,7 +36,7 @@ from mtkd.exec import freshness, quiet
 from mtkd.exec.accelerate_executor import launch_rank, world_size
 from mtkd.report import pages
 from mtkd.study import config, io
-from mtkd.study.collect import run_results_stage
+from mtkd.study.results_stage import run_results_stage
 from mtkd.study.pipeline import STAGES, Run, active_stages, force, log, plan, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]         # the repository: notebooks/, outputs/

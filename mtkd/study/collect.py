@@ -283,22 +283,6 @@ def fidelity_table(run: Run, predictions: pd.DataFrame, gates: pd.DataFrame, sum
     return pd.concat(frames, ignore_index=True)
 
 
-def run_results_stage(run: Run) -> dict:
-    """The results stage, after every unit: the result files of the students and of the sweep, which the
-    notebooks then only read. Refuses to finish when a result file is missing."""
-    from mtkd.study.condition_results import CONDITION_FILES, write_condition_results
-    io.clear_stage(run.dir, "results")
-    success = write_results(run)
-    write_sweep_results(run)
-    write_condition_results(run)
-    expected = [*RESULT_FILES, *(CONDITION_FILES if run.conditions else ())]
-    missing = [f for f in expected if not (run.dir / f).exists()]
-    if missing:
-        raise FileNotFoundError(f"the results stage finished but {', '.join(missing)} were not written in {run.dir}")
-    io.mark_stage(run.dir, "results", {"files": expected})
-    return success
-
-
 def write_sweep_results(run: Run) -> pd.DataFrame | None:
     """The T x alpha grid's predictions and scores, and each method at its own best setting
     (picked on the selection split, reported on test)."""

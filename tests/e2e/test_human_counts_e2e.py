@@ -12,7 +12,7 @@ import yaml
 
 from mtkd.exec.runner import execute_notebook
 from mtkd.study import config, io
-from mtkd.study.collect import run_results_stage
+from mtkd.study.results_stage import run_results_stage
 from mtkd.study.pipeline import STAGES, Run, run_stage
 from mtkd.study.prepared import prepared_task
 
