@@ -297,20 +297,26 @@ def condition_methods(run: Run, task: str, best=None) -> list[str]:
             *(str(Method("multi", f)) for f in run.params.conditions.fusers)]
 
 
+def condition_task_units(run: Run, c: config.Condition, task: str, best=None) -> dict[str, list[Unit]]:
+    """One condition's students on a task: method -> its unit per seed. The baseline learns from no
+    teacher, so it is taken at the main study's T and alpha whatever the condition changes."""
+    at = run.at(c.label)
+    d, cd = run.params.distill, at.params.distill
+    out = {}
+    for method in condition_methods(at, task, best):
+        T, a = (d.temperature, d.alpha) if method == str(BASELINE) else (cd.temperature, cd.alpha)
+        out[method] = [Unit("conditions", task, method, seed, T, a, c.label) for seed in run.params.seeds]
+    return out
+
+
 def condition_units(run: Run, best=None) -> list[Unit]:
     """Every condition's students, each unit once: a unit whose folder another condition (or the main study)
-    already names is that unit, trained once. The baseline learns from no teacher, so it is taken at the main
-    study's T and alpha whatever the condition changes."""
+    already names is that unit, trained once."""
     units, seen = [], set()
-    d = run.params.distill
     for c in run.conditions:
-        at = run.at(c.label)
-        cd = at.params.distill
         for task in run.tasks:
-            for method in condition_methods(at, task, best):
-                T, a = (d.temperature, d.alpha) if method == str(BASELINE) else (cd.temperature, cd.alpha)
-                for seed in run.params.seeds:
-                    unit = Unit("conditions", task, method, seed, T, a, c.label)
+            for method_units in condition_task_units(run, c, task, best).values():
+                for unit in method_units:
                     folder = run.unit_dir(unit)
                     if folder not in seen:
                         seen.add(folder)
@@ -320,14 +326,8 @@ def condition_units(run: Run, best=None) -> list[Unit]:
 
 def condition_unit_dirs(run: Run, c: config.Condition, task: str) -> dict[str, list[tuple[int, Path]]]:
     """One condition's students on a task: method -> [(seed, unit folder)], wherever the unit was planned."""
-    at = run.at(c.label)
-    d = run.params.distill
-    out = {}
-    for method in condition_methods(at, task):
-        T, a = (d.temperature, d.alpha) if method == str(BASELINE) else (at.params.distill.temperature,
-                                                                           at.params.distill.alpha)
-        out[method] = [(s, run.unit_dir(Unit("conditions", task, method, s, T, a, c.label))) for s in run.params.seeds]
-    return out
+    return {method: [(u.seed, run.unit_dir(u)) for u in units]
+            for method, units in condition_task_units(run, c, task).items()}
 
 
 def active_stages(run: Run) -> list[str]:
