@@ -360,6 +360,17 @@ def _hardware_targets(run: Run) -> tuple[list[Hardware], bool]:
     return targets, bf16
 
 
+# Throughput of N single-thread workers against one N-thread process on the study's small models
+# (measured on 2 cores: two 1-thread students train 1.33x faster than one 2-thread student, benchmarks/README.md)
+WORKER_GAIN = 1.3
+
+
+def workers_wall(stages, workers: int) -> float:
+    """Wall time of the stages on ``workers`` local processes: each unit runs on its share of the cores,
+    slower alone but with a better throughput (WORKER_GAIN), the units spread over the workers."""
+    return sum(makespan([d * workers / WORKER_GAIN for d in s.durations], workers) for s in stages)
+
+
 def describe_plan(run: Run) -> list[str]:
     """The dry run's report: units per stage and task, time and memory per stage, the Ray critical path."""
     p = run.params
@@ -412,6 +423,9 @@ def describe_plan(run: Run) -> list[str]:
                          f"{_fmt_time(max(s.durations, default=0)):>13s} {_fmt_bytes(s.memory):>12s}")
         total = sum(sum(s.durations) for s in stages)
         lines.append(f"    {'total':9s} {sum(len(s.durations) for s in stages):6d} {_fmt_time(total):>11s}")
+        if hw.kind == "cpu" and p.workers > 1:
+            lines.append(f"    with workers: {p.workers} (local processes sharing each stage's units): "
+                         f"~{_fmt_time(workers_wall(stages, p.workers))}")
         if hw is targets[-1]:
             for s in stages:
                 for task, text in s.per_task.items():

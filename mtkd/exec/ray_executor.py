@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from mtkd.study import config, io
-from mtkd.study.pipeline import Run, active_stages, Unit, log, plan, prepare_data, run_unit, write_fusion_info
+from mtkd.study.pipeline import (Run, active_stages, Unit, ensure_params_file, log, plan, prepare_data, run_unit,
+                                 write_fusion_info)
 
 INSTALL_HINT = "the Ray executor needs Ray: pip install mtkd[ray] (or pip install ray==2.60.0)"
 
@@ -217,14 +218,10 @@ def run_units(ray, run: Run, stage: str, units: list[Unit], unit_fn: Callable, d
 
 
 def _ensure_params_file(run: Run) -> None:
-    """Workers reopen the run from params.yaml: it must hold exactly this run's params."""
-    path = run.dir / "params.yaml"
-    if path.exists():
-        if config.to_plain(config.load_params(path)) != config.to_plain(run.params):
-            raise RayExecutorError(f"{path} holds other params than this run's; the workers would compute something "
-                               "else (use another --out, or let `mtkd run` write it)")
-        return
-    io.write_text(path, config.dump_params(run.params))
+    try:
+        ensure_params_file(run)
+    except ValueError as e:
+        raise RayExecutorError(str(e)) from None
 
 
 def run_all(run: Run, address: str | None = None, max_retries: int = 2, unit_fn: Callable | None = None,

@@ -30,7 +30,7 @@ class Context:
     dtype: torch.dtype | None
     max_length: int
     seed: int
-    eval_batch_size: int = 256
+    eval_batch_size: int = 32
     progress: bool = False       # tqdm bars (interactive); the batch runner logs one line per unit
 
 
