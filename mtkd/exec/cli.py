@@ -98,6 +98,10 @@ def _summary(args) -> int:
     if len(per_class):
         print()
         print(report.markdown(per_class))
+    if len(run.conditions):
+        from mtkd.report.conditions import conditions_overview
+        print()
+        print(report.markdown(conditions_overview(run.conditions, run.conditions_summary)))
     return 0
 
 

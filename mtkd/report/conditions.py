@@ -326,6 +326,49 @@ def conditions_table(conditions: pd.DataFrame, caption: str | None = None):
     return paper(df[list(TABLE_COLUMNS)].reset_index(drop=True), caption)
 
 
+OVERVIEW_COLUMNS = ("task", "axis", "value", "best single", "best multi", "multi - single (pp)", "verdict",
+                    "single - no KD (pp)", "distillation verdict", "gap closed (best multi)",
+                    "agreement with target (best multi, %)")
+
+
+def _difference(row) -> str:
+    return f"{row['diff_pp']:+.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def conditions_overview(conditions: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, axis, value): the best single and best multi students with their test scores,
+    the headline and distillation comparisons with their intervals and verdicts, and the best multi
+    student's gap closed and agreement with its target (what `mtkd summary` prints for a conditions run)."""
+    rows = []
+    scores = summary.set_index(["task", "axis", "order", "method"])
+    for (task, axis, order), d in conditions.groupby(["task", "axis", "order"], sort=False):
+        head = d[d["comparison"] == HEADLINE]
+        dist = d[d["comparison"] == DISTILLATION]
+        if not len(head):
+            continue
+        h = head.iloc[0]
+
+        def student(method):
+            key = (task, axis, order, method)
+            return scores.loc[key] if key in scores.index else None
+
+        multi, single = student(h["a"]), student(h["b"])
+        rows.append({
+            "task": task, "axis": axis,
+            "value": value_label(h["value"]) + (" (main)" if _is_true(h["is_main"]) else ""),
+            "best single": f"{h['b']} {single['mean']:.2f}" if single is not None else h["b"],
+            "best multi": f"{h['a']} {multi['mean']:.2f}" if multi is not None else h["a"],
+            "multi - single (pp)": _difference(h), "verdict": h["verdict"],
+            "single - no KD (pp)": _difference(dist.iloc[0]) if len(dist) else "",
+            "distillation verdict": dist.iloc[0]["verdict"] if len(dist) else "",
+            "gap closed (best multi)": ("not defined" if multi is None or pd.isna(multi["gap_closed"])
+                                        else f"{multi['gap_closed']:.2f}"),
+            "agreement with target (best multi, %)": ("" if multi is None or pd.isna(multi["agreement_pct"])
+                                                      else f"{multi['agreement_pct']:.1f}"),
+        })
+    return pd.DataFrame(rows, columns=list(OVERVIEW_COLUMNS))
+
+
 def fidelity_table(fidelity: pd.DataFrame, caption: str | None = None):
     """fidelity.csv's students (single and multi) as a paper table: the test score beside how closely each one
     follows its target, that target's own score, and the gap closed (or why it is not defined)."""

@@ -416,3 +416,9 @@ def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
     assert main(["summary", str(smoke)]) == 0
     out = capsys.readouterr().out
     assert "in words" in out and "share seeds" in out and "F1 ABBR" in out
+    conditions = pd.read_csv(smoke / "conditions.csv", dtype={"value": str})        # the smoke grid's map
+    head = conditions[conditions["comparison"] == "best multi vs best single"]
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "distillation verdict" not in ln
+            and ln.count(" | ") == 10]
+    assert len(rows) == len(head) > 0
+    assert sum("(main)" in ln for ln in rows) == int(head["is_main"].astype(str).str.lower().eq("true").sum())

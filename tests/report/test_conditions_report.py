@@ -233,3 +233,29 @@ def test_notebooks_09_and_08_execute_on_the_fake_run(tmp_path):
     empty = Run.open(write_fake_run(tmp_path / "empty"))
     markdown, _, printed, figures = _outputs(execute_notebook("09_conditions", empty))
     assert figures == 0 and "This run's params have no conditions section" in printed
+
+
+def test_overview_has_one_row_per_point_with_the_csv_numbers(results, run_dir):
+    """`mtkd summary`'s conditions table: per (task, axis, value) the headline and distillation rows of
+    conditions.csv and the best multi student's score and fidelity from conditions_summary.csv."""
+    raw, summ = _csv(run_dir, "conditions.csv"), _csv(run_dir, "conditions_summary.csv")
+    table = C.conditions_overview(results.conditions, results.conditions_summary)
+    assert list(table.columns) == list(C.OVERVIEW_COLUMNS)
+    head = raw[raw.comparison == HEADLINE]
+    assert len(table) == len(head)
+    for r in head.itertuples():
+        (row,) = table[(table.task == r.task) & (table.axis == r.axis)
+                       & (table.value.str.split(" ").str[0] == r.value)].itertuples(index=False)
+        row = dict(zip(table.columns, row))
+        assert row["verdict"] == r.verdict
+        assert row["multi - single (pp)"] == f"{r.diff_pp:+.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        dist = raw[(raw.task == r.task) & (raw.axis == r.axis) & (raw.value == r.value)
+                   & (raw.comparison == "best single vs baseline")].iloc[0]
+        assert row["distillation verdict"] == dist.verdict
+        multi = summ[(summ.task == r.task) & (summ.axis == r.axis) & (summ.value == r.value) & (summ.method == r.a)]
+        assert row["best multi"] == f"{r.a} {multi['mean'].iloc[0]:.2f}"
+        gap = multi["gap_closed"].iloc[0]
+        assert row["gap closed (best multi)"] == ("not defined" if pd.isna(gap) else f"{gap:.2f}")
+        assert row["value"].endswith("(main)") == (str(r.is_main).lower() == "true")
+    planted = table[(table.task == "toy3") & (table.axis == "transfer") & (table.value.str.startswith("120"))]
+    assert planted["verdict"].tolist() == ["better"]
