@@ -101,7 +101,7 @@ SCHEMA: dict = {
     "precision": Field("str", "auto", "auto = bf16 where the CPU/GPU supports it", choices=("auto", "fp32", "bf16", "fp16")),
     "threads": Field("int", 0, "torch threads (0 = all cores; with workers > 1: each worker's share)", min=0, max=512),
     "workers": Field("int", 1, "local processes that share a stage's units (CPU: two single-thread workers "
-                     "train the small students ~1.3x faster than one two-thread process on 2 cores)", min=1, max=256),
+                     "train the small students 1.2-1.3x faster than one two-thread process on 2 cores)", min=1, max=256),
     "eval_batch_size": Field("int", 32, "batch size of inference: logits, evaluation, embeddings (on CPU 32 is "
                              "~2x faster than 256; on a GPU larger is faster: glue.yaml has 256)", min=1, max=65536),
     "data": {

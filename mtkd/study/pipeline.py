@@ -668,12 +668,13 @@ def run_in_workers(run: Run, stage: str, units: list[Unit]) -> None:
     """A stage's units shared by ``params.workers`` local processes, each with its share of the cores.
 
     Why: the study's models are small, and on a small CPU two processes of one thread each train them
-    ~1.3x faster than one process with two threads (benchmarks/README.md). Each worker opens the run once
+    1.2-1.3x faster than one process with two threads (benchmarks/README.md). Each worker opens the run once
     per stage (its tokenized inputs and loaded models then serve every unit it does) and runs each unit as
     the one-process loop does, so every unit writes the same files in the same folder; a unit
     that fails stops the stage with its own error, after the units already running have finished."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     from tqdm.auto import tqdm
     ensure_params_file(run)
     workers = min(run.params.workers, len(units))
@@ -684,6 +685,10 @@ def run_in_workers(run: Run, stage: str, units: list[Unit]) -> None:
         futures = [pool.submit(_work, unit) for unit in units]
         for future in tqdm(as_completed(futures), total=len(futures), desc=stage, disable=not run.progress):
             future.result()
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"{stage}: a worker process died without an error of its own (killed, or out of "
+                           f"memory: each of the {workers} workers holds a model); finished units are kept: "
+                           "run again with fewer `workers` (--set workers=1)") from e
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -138,10 +138,11 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
     """Mean over seeds of (metric_a - metric_b) in percentage points, its interval and a two-sided p-value.
 
     Seed s of ``a`` is paired with seed s of ``b``, and both are resampled on
-    the same examples and seeds. The p-value is the smallest level at which the
-    percentile interval excludes 0: twice the share of resampled differences on
-    the far side of 0 (ties count on both sides), with the +1 correction of a
-    Monte Carlo p-value, capped at 1.
+    the same examples and seeds. The interval is the bootstrap's percentile
+    interval; the p-value is its normal approximation, 2 P(Z >= |diff| / se)
+    with se the standard deviation of the resampled differences
+    (`mtkd.study.power.difference_p_value`: a Monte Carlo p-value's floor of
+    1/(B + 1) would make large Holm families undecidable).
 
     With an equivalence ``margin`` (pp) it also gives the TOST p-value of
     ``|diff| < margin``, the bootstrap standard deviation ``se_pp`` and the
@@ -160,12 +161,12 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
                                                                  _rng(rng))
     boot = boot_a - boot_b
     low, high = _interval(boot, confidence)
-    below, above = (1 + np.sum(boot <= 0)) / (n_boot + 1), (1 + np.sum(boot >= 0)) / (n_boot + 1)
-    out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": float(min(1.0, 2 * min(below, above)))}
+    se = float(boot.std(ddof=1)) if n_boot > 1 else 0.0
+    out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": power.difference_p_value(diff, se)}
     if margin is None:
         return out
-    return {**out, "equivalence_p": power.tost_p_value(boot, margin),
-            "se_pp": float(boot.std(ddof=1)) if n_boot > 1 else float("nan"),
+    return {**out, "equivalence_p": power.tost_p_value(diff, se, margin),
+            "se_pp": se if n_boot > 1 else float("nan"),
             **power.variance_components(seed_diffs, seeds_boot_a - seeds_boot_b),
             "n_seeds": len(seeds_a), "n_examples": len(labels)}
 

@@ -32,13 +32,31 @@ def test_verdict_on_hand_made_results(diff, p_adj, eq_adj, expected):
     assert power.verdict(diff, p_adj, eq_adj, 0.05) == expected
 
 
-def test_tost_p_value_by_hand():
-    boot = np.array([-1.5, -0.5, 0.0, 0.2, 0.4, 0.9, 1.0, 1.2, 0.3, 0.1])   # 10 draws
-    # below -1: 1 draw -> (1+1)/11; at or above +1: 2 draws -> (1+2)/11; TOST = the larger
-    assert power.tost_p_value(boot, 1.0) == pytest.approx(3 / 11)
-    assert power.tost_p_value(np.zeros(99), 1.0) == pytest.approx(1 / 100)
+def test_p_values_by_hand():
+    # diff 0.5, se 0.25: z = 2, two-sided p = 2 (1 - Phi(2)) = 0.0455003
+    assert power.difference_p_value(0.5, 0.25) == pytest.approx(0.0455003, rel=1e-5)
+    assert power.difference_p_value(-0.5, 0.25) == pytest.approx(0.0455003, rel=1e-5)
+    assert power.difference_p_value(0.0, 0.0) == 1.0 and power.difference_p_value(0.3, 0.0) == 0.0
+    # TOST, margin 1: diff 0.2, se 0.4 -> P(Z >= (0.2 + 1) / 0.4 = 3) = 0.0013499,
+    # P(Z <= (0.2 - 1) / 0.4 = -2) = 0.0227501; TOST = the larger
+    assert power.tost_p_value(0.2, 0.4, 1.0) == pytest.approx(0.0227501, rel=1e-5)
+    assert power.tost_p_value(0.2, 0.0, 1.0) == 0.0 and power.tost_p_value(1.5, 0.0, 1.0) == 1.0
+    # no Monte Carlo floor (1 / 2001 at 2,000 resamples): Holm over a large family can still decide
+    assert power.difference_p_value(10.0, 1.5) < 1e-9
     with pytest.raises(ValueError, match="margin must be > 0"):
-        power.tost_p_value(boot, 0.0)
+        power.tost_p_value(0.2, 0.4, 0.0)
+
+
+def test_a_large_family_can_still_decide_a_clear_difference():
+    """132 comparisons (the conditions grid): Holm's first threshold 0.05 / 132 lies below the 2 / 2001 floor
+    a Monte Carlo p-value has at 2,000 resamples; a 10-sigma difference must still come out better."""
+    rng = np.random.default_rng(3)
+    n = 1000
+    labels = rng.integers(0, 2, n)
+    a = _binary(rng, labels, 0.90, [0, 1, 2])
+    b = _binary(rng, labels, 0.70, [0, 1, 2])
+    r = paired_comparison(a, b, "accuracy", n_boot=2000, rng=rng, margin=1.0)
+    assert r["p_value"] * 132 < 0.05
 
 
 def test_words_quote_the_interval_and_margin():
