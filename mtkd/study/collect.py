@@ -216,9 +216,10 @@ def results_key(run: Run, stage: str = "students") -> str:
     teachers and the stats params."""
     from mtkd.study.config import params_hash
     from mtkd.study.pipeline import CODE_VERSION
+    from mtkd.study.stats import RESULTS_VERSION
     units = [run.unit_dir(u).name for u in plan(run, stage)]
     teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
-    return params_hash(units, teachers, run.params.stats, CODE_VERSION)
+    return params_hash(units, teachers, run.params.stats, CODE_VERSION, RESULTS_VERSION)
 
 
 def write_results(run: Run) -> dict:

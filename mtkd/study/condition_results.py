@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mtkd.study import io
+from mtkd.study import io, stats
 from mtkd.study.collect import (GATE_FRAME_COLUMNS, fidelity_table, headline_metrics, teacher_predictions,
                                 unit_predictions)
 from mtkd.study.pipeline import CODE_VERSION, Run, Unit, best_teacher, condition_unit_dirs, log, plan
@@ -42,13 +42,13 @@ def conditions_key(run: Run) -> str:
     from mtkd.study.config import params_hash
     units = [run.unit_dir(u).name for u in plan(run, "conditions")]
     teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
-    return params_hash(units, teachers, run.params.stats, run.params.conditions, CODE_VERSION)
+    return params_hash(units, teachers, run.params.stats, run.params.conditions, CODE_VERSION,
+                       stats.RESULTS_VERSION)
 
 
 def write_condition_results(run: Run) -> pd.DataFrame | None:
     """conditions.csv and conditions_summary.csv from every condition's finished units (None without
     conditions). Recomputed only when a unit, the teachers, the stats params or the code changed."""
-    from mtkd.study import stats
     if not run.conditions:
         return None
     files = [run.dir / f for f in CONDITION_FILES]

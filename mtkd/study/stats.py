@@ -47,6 +47,8 @@ COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
 KINDS = ("teacher", "baseline", "single", "multi")
 _CHUNK = 4_000_000        # resampled example slots per batch of confusion counts: bounds memory
 
+RESULTS_VERSION = 2       # bump when a change alters the result files computed from the same units (2: normal p-values)
+
 
 def _metric_from_indices(metric: str, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The metric in percent on each resample ``idx[b]`` (B, n) of the examples."""
