@@ -361,7 +361,7 @@ def _hardware_targets(run: Run) -> tuple[list[Hardware], bool]:
 
 
 # Throughput of N single-thread workers against one N-thread process on the study's small models
-# (measured on 2 cores: two 1-thread students train 1.33x faster than one 2-thread student, benchmarks/README.md)
+# (measured on 2 cores: two 1-thread students train 1.17-1.33x faster than one 2-thread student, benchmarks/README.md)
 WORKER_GAIN = 1.3
 
 

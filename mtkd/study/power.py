@@ -70,6 +70,8 @@ def difference_p_value(diff_pp: float, se_pp: float) -> float:
     2 / (B + 1) (0.001 at 2,000 resamples), while Holm's first threshold over m comparisons is
     significance / m (0.0004 for the 132 rows of the conditions grid): no row of a large family could ever
     be decided. The normal approximation has no floor, and it is the one the MDE already assumes."""
+    if math.isnan(se_pp):                          # one resample: no spread to judge by
+        return 1.0
     if not se_pp > 0:                              # no spread: every resample gave the same difference
         return 1.0 if diff_pp == 0 else 0.0
     return float(min(1.0, 2 * norm.sf(abs(diff_pp) / se_pp)))
@@ -80,6 +82,8 @@ def tost_p_value(diff_pp: float, se_pp: float, margin: float) -> float:
     one-sided p-values of "diff <= -margin" and "diff >= +margin"."""
     if not margin > 0:
         raise ValueError(f"the equivalence margin must be > 0 pp, got {margin}")
+    if math.isnan(se_pp):
+        return 1.0
     if not se_pp > 0:
         return 0.0 if abs(diff_pp) < margin else 1.0
     p_low = norm.sf((diff_pp + margin) / se_pp)         # H0: diff <= -margin

@@ -163,12 +163,12 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
                                                                  _rng(rng))
     boot = boot_a - boot_b
     low, high = _interval(boot, confidence)
-    se = float(boot.std(ddof=1)) if n_boot > 1 else 0.0
+    se = float(boot.std(ddof=1)) if n_boot > 1 else float("nan")
     out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": power.difference_p_value(diff, se)}
     if margin is None:
         return out
     return {**out, "equivalence_p": power.tost_p_value(diff, se, margin),
-            "se_pp": se if n_boot > 1 else float("nan"),
+            "se_pp": se,
             **power.variance_components(seed_diffs, seeds_boot_a - seeds_boot_b),
             "n_seeds": len(seeds_a), "n_examples": len(labels)}
 

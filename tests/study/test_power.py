@@ -41,6 +41,8 @@ def test_p_values_by_hand():
     # P(Z <= (0.2 - 1) / 0.4 = -2) = 0.0227501; TOST = the larger
     assert power.tost_p_value(0.2, 0.4, 1.0) == pytest.approx(0.0227501, rel=1e-5)
     assert power.tost_p_value(0.2, 0.0, 1.0) == 0.0 and power.tost_p_value(1.5, 0.0, 1.0) == 1.0
+    # one resample (se unknown): nothing can be claimed either way
+    assert power.difference_p_value(0.3, math.nan) == 1.0 and power.tost_p_value(0.2, math.nan, 1.0) == 1.0
     # no Monte Carlo floor (1 / 2001 at 2,000 resamples): Holm over a large family can still decide
     assert power.difference_p_value(10.0, 1.5) < 1e-9
     with pytest.raises(ValueError, match="margin must be > 0"):
