@@ -33,7 +33,8 @@ defaults where "all" cannot apply:
   its official test file only (9,824 labelled pairs; 20 % of them when 0), by
   whole groups: a train-subset row whose image is in a test group is dropped,
   so no image is shared between splits. ``data.test_sizes`` sets a task's test
-  size apart from ``data.test_size``.
+  size apart from ``data.test_size`` (0 there = ``data.test_size``), ``data.train_sizes``
+  a task's train size apart from ``data.train_size`` (0 there = all that remain).
 * GLUE: ``test`` = GLUE validation (``validation_matched`` for mnli; GLUE test
   splits have no labels), subsampled (stratified) to ``test_size`` when > 0;
   ``selection`` = a stratified held-out part of GLUE train of ``selection_size``
@@ -166,6 +167,17 @@ def _get(data_params, key: str, default):
         return default
     value = data_params.get(key, default)
     return default if value is None else value
+
+
+def _train_size(data_params, name: str) -> int:
+    """The task's train size: its entry in data.train_sizes (0 = all that remain), else data.train_size."""
+    sizes = _get(data_params, "train_sizes", {}) or {}
+    return int(sizes[name]) if name in sizes else int(_get(data_params, "train_size", 0))
+
+
+def _train_key(data_params, name: str) -> str:
+    """The param that set the task's train size, for messages."""
+    return f"data.train_sizes.{name}" if name in (_get(data_params, "train_sizes", {}) or {}) else "data.train_size"
 
 
 def _test_size(data_params, name: str) -> int:
@@ -398,7 +410,7 @@ def _embedded_positions(name: str, spec: TaskSpec, data_params) -> tuple[pd.Data
     if spec.label_counts_fields and _get(data_params, "counts_rows_only", False):
         src = src[src[list(spec.label_counts_fields)].to_numpy().sum(1) > 0].reset_index(drop=True)
     seed = int(_get(data_params, "split_seed", 0))
-    train_size = int(_get(data_params, "train_size", 0))
+    train_size = _train_size(data_params, name)
     sel_size = int(_get(data_params, "selection_size", 0))
     test_size = _test_size(data_params, name)
     total = len(src)
@@ -450,7 +462,7 @@ def _embedded_positions(name: str, spec: TaskSpec, data_params) -> tuple[pd.Data
     train_side = train_pos
     if train_size:
         if train_size > len(train_pos):
-            raise ValueError(f"data.train_size={train_size} but {name} has only {_n(len(train_pos))} training "
+            raise ValueError(f"{_train_key(data_params, name)}={train_size} but {name} has only {_n(len(train_pos))} training "
                              f"examples left after the test ({_n(len(test_pos))}) and selection "
                              f"({_n(len(sel_pos))}) splits")
         train_pos = train_pos[_stratified_take(labels[train_pos], train_size, _seed(seed, name, "train"))]
@@ -531,7 +543,7 @@ def _glue_parts(name: str, spec: TaskSpec, data_params):
     glue_dir = str(_get(data_params, "glue_dir", "") or "")
     train_df, eval_df = _glue_frames(name, glue_dir)
     seed = int(_get(data_params, "split_seed", 0))
-    train_size = int(_get(data_params, "train_size", 0))
+    train_size = _train_size(data_params, name)
     sel_size = int(_get(data_params, "selection_size", 0))
     test_size = _test_size(data_params, name)
 
@@ -553,7 +565,7 @@ def _glue_parts(name: str, spec: TaskSpec, data_params):
     train_pos = train_side = np.setdiff1d(np.arange(len(train_df)), sel_pos)
     if train_size:
         if train_size > len(train_pos):
-            raise ValueError(f"data.train_size={train_size} but {name} has only {_n(len(train_pos))} training "
+            raise ValueError(f"{_train_key(data_params, name)}={train_size} but {name} has only {_n(len(train_pos))} training "
                              f"examples left after the selection split ({_n(len(sel_pos))})")
         train_pos = train_pos[_stratified_take(labels[train_pos], train_size, _seed(seed, name, "train"))]
     return train_df, test, sel_pos, train_pos, train_side
@@ -766,7 +778,7 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
         frames[split] = out
 
     seed = int(_get(data_params, "split_seed", 0))
-    train_size = int(_get(data_params, "train_size", 0))
+    train_size = _train_size(data_params, name)
     sel_size = int(_get(data_params, "selection_size", 0))
     test_size = _test_size(data_params, name)
     train = frames["train"]
@@ -781,6 +793,9 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
         pos = _stratified_take(train["label"].to_numpy(), sel_n, _seed(seed, name, "selection"))
         sel = train.iloc[pos]
         train = train.iloc[np.setdiff1d(np.arange(len(train)), pos)]
+    if train_size > len(train):
+        raise ValueError(f"{_train_key(data_params, name)}={train_size} but {name} has only {_n(len(train))} "
+                         "training examples left")
     train = _take(train, train_size, seed, name, "train", "training examples left")
     test = _take(frames["test"], test_size, seed, name, "test", f"examples in {files['test']}")
 

@@ -107,6 +107,8 @@ SCHEMA: dict = {
     "data": {
         "tasks": Field("list[str]", help="task registry names (see `mtkd data --list`)", nonempty=True),
         "train_size": Field("int", 0, "training examples per task, stratified subsample (0 = all that remain)", min=0),
+        "train_sizes": Field("dict", {}, "per-task train sizes: task -> examples (0 = all that remain), overriding "
+                             "train_size for that task (TREC's rare ABBR class is learned only from all its rows)"),
         "selection_size": Field("int", 0, "selection examples: every choice is made here (0 = 10 %; GLUE: 2,000 from train)", min=0),
         "selection_max_share": Field("float", 1.0, "GLUE: the selection carved from train is at most this share of "
                                      "the task's train split (0.1 leaves MRPC 90 % of its 3,668 examples)",
@@ -305,11 +307,12 @@ def _cross_checks(p: dict) -> None:
     tasks = p["data"]["tasks"]
     if len(set(tasks)) != len(tasks):
         raise ParamsError(f"data.tasks: has duplicates: {tasks}")
-    for task, size in p["data"]["test_sizes"].items():
-        if task not in tasks:
-            raise ParamsError(f"data.test_sizes.{task}: not one of data.tasks ({', '.join(tasks)})")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ParamsError(f"data.test_sizes.{task}: expected an integer >= 0 (0 = data.test_size), got {size!r}")
+    for key, zero in (("test_sizes", "data.test_size"), ("train_sizes", "all that remain")):
+        for task, size in p["data"][key].items():
+            if task not in tasks:
+                raise ParamsError(f"data.{key}.{task}: not one of data.tasks ({', '.join(tasks)})")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise ParamsError(f"data.{key}.{task}: expected an integer >= 0 (0 = {zero}), got {size!r}")
 
 
 def _transfer_checks(p: dict) -> None:

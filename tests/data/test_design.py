@@ -1,4 +1,5 @@
-"""The default study's test splits: SNLI from its official test file, per-task test sizes (data.test_sizes)."""
+"""The default study's splits: SNLI tests on its official test file, per-task test and train sizes
+(data.test_sizes, data.train_sizes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,3 +55,28 @@ def test_test_sizes_are_checked(tmp_path):
     with pytest.raises(ParamsError, match=r"data\.test_sizes\.trec: expected an integer >= 0"):
         load_params(base, ["data.test_sizes={trec: -3}"])
     assert load_params(base, ["data.test_sizes={trec: 300}"]).data.test_sizes == {"trec": 300}
+
+
+def test_train_sizes_override_train_size_per_task_and_zero_takes_all_that_remain():
+    trec = load_task("trec", params(test_sizes={"trec": 2000}, train_sizes={"trec": 0}))
+    # 5,381 questions after dedup: 2,000 test, 400 selection, every other one trains
+    assert len(trec.splits["train"]) == 5381 - 2000 - 400
+    abbr = int((trec.splits["train"]["label"] == 0).sum())
+    assert abbr == 86 - int((trec.splits["test"]["label"] == 0).sum()) - int((trec.splits["selection"]["label"] == 0).sum())
+    # test and selection do not depend on the train size; the other tasks keep data.train_size
+    same = load_task("trec", params(test_sizes={"trec": 2000}))
+    for split in ("test", "selection"):
+        assert trec.splits[split]["idx"].tolist() == same.splits[split]["idx"].tolist()
+    assert len(same.splits["train"]) == 1200
+    assert len(load_task("rotten_tomatoes", params(train_sizes={"trec": 0})).splits["train"]) == 1200
+    assert len(load_task("trec", params(train_sizes={"trec": 700})).splits["train"]) == 700
+
+
+def test_train_sizes_are_checked_and_named_in_errors():
+    base = "params/smoke.yaml"
+    with pytest.raises(ParamsError, match=r"data\.train_sizes\.sst2: not one of data\.tasks"):
+        load_params(base, ["data.train_sizes={sst2: 100}"])
+    with pytest.raises(ParamsError, match=r"data\.train_sizes\.trec: expected an integer >= 0 \(0 = all that remain\)"):
+        load_params(base, ["data.train_sizes={trec: 2.5}"])
+    with pytest.raises(ValueError, match=r"data\.train_sizes\.trec=9000 but trec has only 4,481 training"):
+        load_task("trec", params(train_sizes={"trec": 9000}))

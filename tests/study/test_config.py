@@ -31,6 +31,18 @@ def test_glue_profile_is_the_original_study():
     assert p.seeds[0] == 42 and len(p.seeds) == 5
 
 
+def test_fusers_profile_is_the_default_study_with_every_fuser():
+    """params/fusers.yaml promises the default study's data, teachers, student and seeds: it cannot drift."""
+    from mtkd.kd.fusion import FUSERS
+    from mtkd.study.config import to_plain
+    default, fusers = (to_plain(load_params(ROOT / "params" / f"{p}.yaml")) for p in ("embedded", "fusers"))
+    assert fusers["distill"]["methods"] == ["baseline", "single", *FUSERS]
+    assert set(default["distill"]["methods"]) < set(fusers["distill"]["methods"])
+    for d in (default, fusers):
+        d.pop("run_name"), d["distill"].pop("methods")
+    assert fusers == default
+
+
 def test_defaults_are_filled():
     raw = base()
     del raw["student"]["lr"]
