@@ -951,7 +951,7 @@ def transfer_pool(name: str, data_params=None, size: int | None = None) -> pd.Da
     if size > len(pool):
         raise ValueError(f"distill.transfer_size={size} but {name}'s transfer pool has only {_n(len(pool))} "
                          f"examples ({where}); set distill.transfer_size to at most {len(pool)}"
-                         + ("" if where.startswith("data.custom") else " or lower data.train_size"))
+                         + ("" if where.startswith("data.custom") else f" or lower {_train_key(data_params, name)}"))
     return pool.iloc[:size].reset_index(drop=True)
 
 

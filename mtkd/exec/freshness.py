@@ -2,7 +2,8 @@
 
 A notebook's *execution key* hashes its own cells (source only, not outputs), the code of
 the mtkd package and the pinned environment (pyproject.toml), the run's params except those
-that only change the rendering (:data:`RENDER_ONLY`), and the content of the run's files
+that only change the rendering (:data:`RENDER_ONLY`) or how the units ran
+(:data:`EXECUTION_ONLY`), and the content of the run's files
 that notebooks read (:func:`inputs_digest`: prepared data, logits, fusion info, results,
 gates, sweep results, and the list of finished cache units). Its *render key* adds the
 rendering params. The runner records both after a notebook ran (:func:`record`) and skips
@@ -24,6 +25,7 @@ from mtkd.study import config, io
 PACKAGE = Path(__file__).resolve().parents[1]          # the whole mtkd package
 PYPROJECT = PACKAGE.parent / "pyproject.toml"
 RENDER_ONLY = ("html", "show_code")          # report.<key>: change the HTML, not what a notebook computes
+EXECUTION_ONLY = ("workers", "threads")      # how the units ran: whatever they change reaches a notebook as files
 SKIPPED_DIRS = ("reports", "stages", "cache")  # cache: only its finished units' markers count
 SKIPPED_FILES = ("params.yaml", ".lock", ".complete")
 
@@ -82,7 +84,7 @@ def inputs_digest(run_dir: Path) -> str:
 
 
 def _study_params(params: dict) -> dict:
-    plain = config.to_plain(params)
+    plain = {k: v for k, v in config.to_plain(params).items() if k not in EXECUTION_ONLY}
     plain["report"] = {k: v for k, v in (plain.get("report") or {}).items() if k not in RENDER_ONLY}
     return plain
 

@@ -1,4 +1,5 @@
 """The smoke study end to end through papermill: SPEC's outputs, recomputable scores, caching, offline HTML."""
+import itertools
 import json
 import os
 import re
@@ -351,6 +352,19 @@ def test_no_change_rerun_executes_no_notebook(smoke):
     assert set(report_states(smoke).values()) == {"fresh"}
     assert {nb: (smoke / "reports" / f"{nb}.ipynb").stat().st_mtime_ns for nb in NOTEBOOKS} == stamps
     assert (smoke / ".complete").is_file()
+
+
+def test_two_workers_run_two_notebooks_at_a_time_and_change_no_key(smoke):
+    run_study(SMOKE, ["workers=2"], out=str(smoke), force_stages=["reports"])
+    assert set(report_states(smoke).values()) == {"execute"}
+    spans = []
+    for nb in NOTEBOOKS:
+        marker = smoke / "stages" / f"report-{nb}.done"
+        end = marker.stat().st_mtime
+        spans.append((end - json.loads(marker.read_text())["seconds"], end))
+    assert any(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in itertools.combinations(spans, 2))
+    run_study(SMOKE, out=str(smoke))                       # workers is how the run ran, not what it shows
+    assert set(report_states(smoke).values()) == {"fresh"}
 
 
 def test_a_report_only_param_re_renders_without_executing(smoke):
