@@ -77,6 +77,14 @@ def test_show_code_changes_only_the_render_key(setup):
     assert a["execute"] == b["execute"] and a["render"] != b["render"]
 
 
+def test_how_units_ran_changes_no_key(setup):
+    """workers and threads change how the units ran; what they change reaches a notebook as files."""
+    run, nb, params = setup
+    other = config.load_params(ROOT / "params" / "smoke.yaml", ["workers=3", "threads=1"])
+    assert key(run, nb, params) == key(run, nb, other)
+    assert key(run, nb, config.load_params(ROOT / "params" / "smoke.yaml", ["eval_batch_size=7"])) != key(run, nb, params)
+
+
 def test_status_record_and_stale(setup):
     run, nb, params = setup
     now = key(run, nb, params)
