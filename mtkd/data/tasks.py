@@ -666,12 +666,14 @@ def _label_counts(frame: pd.DataFrame, where: str) -> np.ndarray:
     return out
 
 
-def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, what: str) -> pd.DataFrame:
-    """A stratified subsample of ``size`` rows (all rows when 0); asking for more than there is names the key."""
+def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, what: str,
+          key: str | None = None) -> pd.DataFrame:
+    """A stratified subsample of ``size`` rows (all rows when 0); asking for more than there is names the key
+    (``data.<purpose>_size`` unless ``key`` says which param set the size)."""
     if not size:
         return frame
     if size > len(frame):
-        raise ValueError(f"data.{purpose}_size={size} but {name} has only {_n(len(frame))} {what}")
+        raise ValueError(f"{key or f'data.{purpose}_size'}={size} but {name} has only {_n(len(frame))} {what}")
     return frame.iloc[_stratified_take(frame["label"].to_numpy(), size, _seed(seed, name, purpose))]
 
 
@@ -793,10 +795,7 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
         pos = _stratified_take(train["label"].to_numpy(), sel_n, _seed(seed, name, "selection"))
         sel = train.iloc[pos]
         train = train.iloc[np.setdiff1d(np.arange(len(train)), pos)]
-    if train_size > len(train):
-        raise ValueError(f"{_train_key(data_params, name)}={train_size} but {name} has only {_n(len(train))} "
-                         "training examples left")
-    train = _take(train, train_size, seed, name, "train", "training examples left")
+    train = _take(train, train_size, seed, name, "train", "training examples left", _train_key(data_params, name))
     test = _take(frames["test"], test_size, seed, name, "test", f"examples in {files['test']}")
 
     source = "; ".join(f"{s}: {files[s]}" for s in SPLITS if files.get(s))

@@ -329,7 +329,8 @@ def _reports(run: Run, params: config.Params, t_start: float) -> None:
     def report(i: int, name: str) -> dict:
         t0 = time.time()
         src, nb = NOTEBOOK_DIR / f"{name}.ipynb", run.dir / "reports" / f"{name}.ipynb"
-        state = freshness.status(run.dir, name, freshness.keys(src, params, inputs, code), html)
+        key = freshness.keys(src, params, inputs, code)
+        state = freshness.status(run.dir, name, key, html)
         seconds = None
         if state == "execute":
             log(f"[{i}/{len(NOTEBOOKS)}] {name}: running")
@@ -338,7 +339,7 @@ def _reports(run: Run, params: config.Params, t_start: float) -> None:
         if html and state != "fresh":
             render_html(nb, show_code=show_code)
         done[name] = seconds
-        freshness.record(run.dir, name, freshness.keys(src, params, inputs, code), seconds)  # kept if killed later
+        freshness.record(run.dir, name, key, seconds)           # kept if the run is killed later
         io.mark_stage(run.dir, f"report-{name}", {"seconds": round(time.time() - t0, 1), "state": state})
         if state == "execute":
             log(f"[{i}/{len(NOTEBOOKS)}] {name}: done in {time.time() - t0:.0f} s")

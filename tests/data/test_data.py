@@ -341,6 +341,18 @@ def test_custom_jsonl_name_labels_three_classes(tmp_path):
     assert all(WORDS[y] in t for y, t in zip(df["label"], df["text"]))
 
 
+def test_custom_train_sizes_entry_sets_and_names_the_train_size(tmp_path):
+    _rows(100).to_csv(tmp_path / "train.csv", index=False)
+    _rows(30, seed=1).to_csv(tmp_path / "test.csv", index=False)
+    cfg = custom({"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"})
+    assert len(load_custom(cfg, train_size=20, train_sizes={"mine": 40}).splits["train"]) == 40
+    assert len(load_custom(cfg, train_size=20, train_sizes={"mine": 0}).splits["train"]) == 90
+    with pytest.raises(ValueError, match=r"data\.train_sizes\.mine=95 but mine has only 90 training examples left"):
+        load_custom(cfg, train_sizes={"mine": 95})
+    with pytest.raises(ValueError, match=r"data\.train_size=95 but mine has only 90 training examples left"):
+        load_custom(cfg, train_size=95)
+
+
 def test_custom_parquet_with_idx_and_names(tmp_path):
     tr = _rows(40, names=["neg", "pos"]).assign(idx=np.arange(1000, 1040))
     te = _rows(20, names=["neg", "pos"]).assign(idx=np.arange(5000, 5020))
