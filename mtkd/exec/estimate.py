@@ -242,8 +242,10 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
         desc["teachers"][name] = ", ".join(parts)
         tokens = mean_tokens(task.splits["train"], task.text_fields, p.data.max_length)
 
+        epochs = run.student_params(name)["epochs"]
+
         def student_seconds(examples: int) -> float:
-            return (train_seconds(s_arch, hw, examples, st.epochs, st.batch_size, tokens)
+            return (train_seconds(s_arch, hw, examples, epochs, st.batch_size, tokens)
                     + infer_seconds(s_arch, hw, sizes["selection"] + sizes["test"], tokens))
         # a student trains on the train split and its transfer examples (none for the baseline)
         per_method = [student_seconds(n_train + run.transfer_examples(m)) for m in student_methods(run)]
@@ -305,7 +307,7 @@ def condition_stage_plan(run: Run, hw: Hardware, half: bool) -> StagePlan:
         sizes = {s: len(f) for s, f in task.splits.items()}
         tokens = mean_tokens(task.splits["train"], task.text_fields, at.params.data.max_length)
         rows = sizes["train"] + at.transfer_examples(unit.name)
-        durations.append(train_seconds(arch, hw, rows, st.epochs, st.batch_size, tokens)
+        durations.append(train_seconds(arch, hw, rows, at.student_params(unit.task)["epochs"], st.batch_size, tokens)
                          + infer_seconds(arch, hw, sizes["selection"] + sizes["test"], tokens))
         memory = max(memory, train_memory(arch, hw, st.batch_size, at.params.data.max_length, half,
                                           st.freeze_embeddings))

@@ -131,6 +131,8 @@ SCHEMA: dict = {
         "pooling": Field("str", "cls", "sentence vector for the head: cls (the model's own pooler) or mean "
                          "(mean of the last layer over real tokens; BERT-family models)", choices=("cls", "mean")),
         "epochs": Field("int", 2, "training epochs", min=1, max=100),
+        "task_epochs": Field("dict", {}, "per-task epochs: task -> epochs, overriding epochs for that task (a task "
+                             "whose student is still learning at the end gets a seed-dependent score)"),
         "lr": Field("float", 1e-4, "peak learning rate", min=1e-7, max=1.0),
         "batch_size": Field("int", 32, "training batch size", min=1, max=4096),
         "warmup_ratio": Field("float", 0.1, "share of steps with linear warm-up", min=0.0, max=0.5),
@@ -313,6 +315,11 @@ def _cross_checks(p: dict) -> None:
                 raise ParamsError(f"data.{key}.{task}: not one of data.tasks ({', '.join(tasks)})")
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise ParamsError(f"data.{key}.{task}: expected an integer >= 0 (0 = {zero}), got {size!r}")
+    for task, epochs in p["student"]["task_epochs"].items():
+        if task not in tasks:
+            raise ParamsError(f"student.task_epochs.{task}: not one of data.tasks ({', '.join(tasks)})")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 100:
+            raise ParamsError(f"student.task_epochs.{task}: expected an integer from 1 to 100, got {epochs!r}")
 
 
 def _transfer_checks(p: dict) -> None:
@@ -441,7 +448,8 @@ def _get_dotted(p: dict, dotted: str):
 
 def condition_params(p: Params, c: Condition) -> Params:
     """The params of one condition: the main study's with ``c.param`` set to ``c.value``, the students of
-    ``conditions.fusers`` (beside baseline and single), no sweep and no conditions of their own."""
+    ``conditions.fusers`` (beside baseline and single), no sweep and no conditions of their own. A
+    ``student.epochs`` axis sets the epochs of every task (``student.task_epochs`` is cleared)."""
     raw = to_plain(p)
     raw["conditions"] = {"fusers": list(p.conditions.fusers), "axes": {}}
     raw["sweep"] = {"enabled": False}            # a condition trains its own students only
@@ -451,6 +459,8 @@ def condition_params(p: Params, c: Condition) -> Params:
     else:
         section, key = c.param.split(".")
         raw[section][key] = copy.deepcopy(c.value)
+    if c.param == "student.epochs":              # an epochs axis sets every task's epochs
+        raw["student"]["task_epochs"] = {}
     try:
         return validate(raw)
     except ParamsError as e:

@@ -213,12 +213,19 @@ class Run:
         return config.params_hash(self.data_key(task), self.params.teachers[teacher], self.params.seeds[0],
                                   self._run_key())
 
+    def student_params(self, task: str) -> dict:
+        """The student's params on one task: ``student.task_epochs`` resolved into ``epochs`` and dropped, so
+        a task without an entry keeps the key it had before that param existed."""
+        student = config.to_plain(self.params.student)
+        student["epochs"] = student.pop("task_epochs").get(task, student["epochs"])
+        return student
+
     def student_key(self, unit: Unit) -> str:
         teachers = self.teachers_of(unit.name)
         # the transfer set joins the key only when the student learns from one: every other key stays as it was
         n = self.transfer_examples(unit.name)
         transfer = [{"transfer_size": n, "pool": self.transfer_key(unit.task)}] if n else []
-        return config.params_hash(self.data_key(unit.task), self.params.student, unit.name, unit.seed,
+        return config.params_hash(self.data_key(unit.task), self.student_params(unit.task), unit.name, unit.seed,
                                   unit.temperature, unit.alpha, self.params.distill.gate_hidden,
                                   [self.teacher_key(unit.task, t) for t in teachers], self._run_key(), *transfer)
 
@@ -591,7 +598,7 @@ def _run_student(run: Run, unit: Unit) -> None:
         train_enc = concat(train_enc, enc["transfer"].head(n))
         labels = np.concatenate([labels, np.full(n, UNLABELED, dtype=labels.dtype)])
     info = fit(model, train_enc, labels,
-               TrainConfig.from_params(run.params.student), unit.seed, device=run.ctx.device, dtype=run.ctx.dtype,
+               TrainConfig.from_params(run.student_params(unit.task)), unit.seed, device=run.ctx.device, dtype=run.ctx.dtype,
                target=target, checkpoint_dir=folder, desc=f"{unit.task} {unit.name} seed {unit.seed}",
                progress=run.progress)
     gating = target is not None and target.gate is not None

@@ -1,4 +1,5 @@
-"""The smoke study with a transfer set (`--set distill.transfer_size=40`) end to end, notebooks included.
+"""The smoke study with a transfer set (`--set distill.transfer_size=40`) end to end, notebooks included;
+SNLI's students train for 2 epochs, the others' 1 (`student.task_epochs`).
 
 curriculum (which needs labels at every step) leaves the students and the sweep: a transfer set refuses it.
 """
@@ -17,7 +18,8 @@ from mtkd.study.pipeline import Run, plan
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "params" / "smoke.yaml")
 METHODS = [m for m in SCHEMA["distill"]["methods"].default if m != "curriculum"]
-OVERRIDES = ["distill.transfer_size=40", f"distill.methods=[{','.join(METHODS)}]", "sweep.methods=[single_best,average]"]
+OVERRIDES = ["distill.transfer_size=40", f"distill.methods=[{','.join(METHODS)}]", "sweep.methods=[single_best,average]",
+             "student.task_epochs={snli: 2}"]
 pytestmark = pytest.mark.slow
 
 
@@ -37,11 +39,13 @@ def test_smoke_study_with_a_transfer_set(tmp_path):
             with np.load(out / "logits" / task / teacher / "transfer.npz") as z:
                 assert np.array_equal(z["idx"], pool["idx"].to_numpy()) and z["logits"].shape[0] == 40
     n_train = 240
+    assert {t: run.student_params(t)["epochs"] for t in run.tasks} == {"rotten_tomatoes": 1, "snli": 2, "trec": 1}
     for stage in ("students", "sweep"):
         for unit in plan(run, stage):
             done = io.read_json(run.unit_dir(unit) / ".done")
             extra = 0 if unit.name == "baseline" else 40
             assert done.get("transfer_examples", 0) == extra, unit.label
-            assert done["steps"] == run.params.student.epochs * -(-(n_train + extra) // run.params.student.batch_size)
+            epochs = run.student_params(unit.task)["epochs"]
+            assert done["steps"] == epochs * -(-(n_train + extra) // run.params.student.batch_size), unit.label
     master = pd.read_csv(out / "master_results.csv")
     assert set(master["kind"]) == {"teacher", "baseline", "single", "multi"}

@@ -75,6 +75,11 @@ def test_defaults_are_filled():
     (lambda r: r["data"].update(tasks=["snli", "snli"]), r"data\.tasks: has duplicates"),
     (lambda r: r.update(data=[1]), r"data: expected a mapping"),
     (lambda r: r["sweep"].update(enabled="yes"), r"sweep\.enabled: expected true or false"),
+    (lambda r: r["student"].update(task_epochs={"sst2": 3}), r"student\.task_epochs\.sst2: not one of data\.tasks"),
+    (lambda r: r["student"].update(task_epochs={"snli": 0}), r"student\.task_epochs\.snli: expected an integer from 1"),
+    (lambda r: r["student"].update(task_epochs={"snli": 2.5}), r"student\.task_epochs\.snli: expected an integer"),
+    (lambda r: r["student"].update(task_epochs={"snli": True}), r"student\.task_epochs\.snli: expected an integer"),
+    (lambda r: r["student"].update(task_epochs=[4]), r"student\.task_epochs: expected a mapping"),
 ])
 def test_bad_params_are_refused(change, message):
     raw = base()
