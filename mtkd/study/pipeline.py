@@ -37,7 +37,10 @@ CODE_VERSION = 5          # bump when a change alters results, so caches of olde
 
 
 def log(msg: str) -> None:
-    print(f"mtkd: {msg}", file=sys.stderr, flush=True)
+    """One line on stderr, written by one call: notebooks run in threads, and print's separate write of
+    the newline let two threads' lines run into one."""
+    sys.stderr.write(f"mtkd: {msg}\n")
+    sys.stderr.flush()
 
 
 @dataclass(frozen=True)

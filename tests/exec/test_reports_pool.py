@@ -80,3 +80,27 @@ def test_a_failing_notebook_stops_the_queue_with_its_error(tmp_path, fake_notebo
     assert "10_humans" not in spans                      # queued behind the failure: never started
     assert (freshness.keys_dir(run.dir) / "01_teachers.json").is_file()           # finished: kept
     assert not (freshness.keys_dir(run.dir) / "03_distillation.json").exists()
+
+
+def test_a_log_line_is_one_write_so_threads_cannot_run_lines_together(monkeypatch):
+    from mtkd.study import pipeline
+
+    class Recorder:
+        def __init__(self):
+            self.writes: list[str] = []
+
+        def write(self, s: str) -> int:
+            self.writes.append(s)
+            return len(s)
+
+        def flush(self) -> None:
+            pass
+
+    err = Recorder()
+    monkeypatch.setattr(pipeline.sys, "stderr", err)
+    threads = [threading.Thread(target=pipeline.log, args=(f"line {i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(err.writes) == sorted(f"mtkd: line {i}\n" for i in range(8))
