@@ -307,7 +307,8 @@ def condition_stage_plan(run: Run, hw: Hardware, half: bool) -> StagePlan:
         sizes = {s: len(f) for s, f in task.splits.items()}
         tokens = mean_tokens(task.splits["train"], task.text_fields, at.params.data.max_length)
         rows = sizes["train"] + at.transfer_examples(unit.name)
-        durations.append(train_seconds(arch, hw, rows, at.student_params(unit.task)["epochs"], st.batch_size, tokens)
+        epochs = at.student_params(unit.task)["epochs"]
+        durations.append(train_seconds(arch, hw, rows, epochs, st.batch_size, tokens)
                          + infer_seconds(arch, hw, sizes["selection"] + sizes["test"], tokens))
         memory = max(memory, train_memory(arch, hw, st.batch_size, at.params.data.max_length, half,
                                           st.freeze_embeddings))

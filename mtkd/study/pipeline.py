@@ -600,10 +600,9 @@ def _run_student(run: Run, unit: Unit) -> None:
     if n:                                        # the transfer rows after the train rows, as in the target
         train_enc = concat(train_enc, enc["transfer"].head(n))
         labels = np.concatenate([labels, np.full(n, UNLABELED, dtype=labels.dtype)])
-    info = fit(model, train_enc, labels,
-               TrainConfig.from_params(run.student_params(unit.task)), unit.seed, device=run.ctx.device, dtype=run.ctx.dtype,
-               target=target, checkpoint_dir=folder, desc=f"{unit.task} {unit.name} seed {unit.seed}",
-               progress=run.progress)
+    info = fit(model, train_enc, labels, TrainConfig.from_params(run.student_params(unit.task)), unit.seed,
+               device=run.ctx.device, dtype=run.ctx.dtype, target=target, checkpoint_dir=folder,
+               desc=f"{unit.task} {unit.name} seed {unit.seed}", progress=run.progress)
     gating = target is not None and target.gate is not None
     arrays = {}
     for split in EVAL_SPLITS:

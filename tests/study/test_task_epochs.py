@@ -47,3 +47,17 @@ def test_an_epochs_condition_sets_every_tasks_epochs(tmp_path):
         assert {at.student_params(t)["epochs"] for t in at.tasks} == {epochs}
     at = Run(config.condition_params(p, conds["T=3.0"]), tmp_path)
     assert at.student_params("snli")["epochs"] == 5 and at.student_params("trec")["epochs"] == 2
+
+
+def test_the_estimate_trains_each_task_for_its_own_epochs(tmp_path):
+    from mtkd.exec import estimate
+    hw = estimate.cpu_hardware(1, bf16=False)
+
+    def student_seconds(run: Run) -> dict[str, float]:
+        plan_ = {s.name: s for s in estimate.stage_plans(run, hw, half=False)}["students"].durations
+        per_task = len(plan_) // len(run.tasks)
+        return {t: sum(plan_[i * per_task:(i + 1) * per_task]) for i, t in enumerate(run.tasks)}
+
+    plain, longer = student_seconds(run_with(tmp_path, "{}")), student_seconds(run_with(tmp_path, "{trec: 6}"))
+    assert longer["rotten_tomatoes"] == plain["rotten_tomatoes"] and longer["snli"] == plain["snli"]
+    assert longer["trec"] > 2 * plain["trec"]
