@@ -104,7 +104,11 @@ def test_every_score_is_recomputed_from_predictions(smoke):
     for _, g in preds.groupby("task"):
         probs = np.stack(g["probs"].to_numpy())
         assert np.allclose(probs.sum(1), 1, atol=1e-4)
-        assert (probs.argmax(1) == g["pred"].to_numpy()).all()
+        # pred is the argmax of the logits; probs are stored in float32, where the tiny smoke models' nearly
+        # equal top classes can round to a tie: the predicted class's probability is then still the largest
+        pred = g["pred"].to_numpy()
+        assert (probs[np.arange(len(pred)), pred] == probs.max(1)).all()
+        assert (probs.argmax(1) == pred).mean() > 0.99
 
 
 def test_summary_and_comparisons_agree_with_master(smoke):
