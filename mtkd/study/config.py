@@ -309,17 +309,16 @@ def _cross_checks(p: dict) -> None:
     tasks = p["data"]["tasks"]
     if len(set(tasks)) != len(tasks):
         raise ParamsError(f"data.tasks: has duplicates: {tasks}")
-    for key, zero in (("test_sizes", "data.test_size"), ("train_sizes", "all that remain")):
-        for task, size in p["data"][key].items():
+    per_task = [("data.test_sizes", 0, None, "an integer >= 0 (0 = data.test_size)"),
+                ("data.train_sizes", 0, None, "an integer >= 0 (0 = all that remain)"),
+                ("student.task_epochs", 1, 100, "an integer from 1 to 100")]
+    for path, low, high, expected in per_task:
+        section, key = path.split(".")
+        for task, value in p[section][key].items():
             if task not in tasks:
-                raise ParamsError(f"data.{key}.{task}: not one of data.tasks ({', '.join(tasks)})")
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise ParamsError(f"data.{key}.{task}: expected an integer >= 0 (0 = {zero}), got {size!r}")
-    for task, epochs in p["student"]["task_epochs"].items():
-        if task not in tasks:
-            raise ParamsError(f"student.task_epochs.{task}: not one of data.tasks ({', '.join(tasks)})")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 100:
-            raise ParamsError(f"student.task_epochs.{task}: expected an integer from 1 to 100, got {epochs!r}")
+                raise ParamsError(f"{path}.{task}: not one of data.tasks ({', '.join(tasks)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                raise ParamsError(f"{path}.{task}: expected {expected}, got {value!r}")
 
 
 def _transfer_checks(p: dict) -> None:
