@@ -54,9 +54,9 @@ def main() -> None:
     for r in head.itertuples(index=False):
         comp = {"var_seeds": r.var_seeds, "var_examples": r.var_examples, "var_interaction": r.var_interaction}
         for seeds, n in itertools.product(args.seeds, candidates.get(r.task, [int(r.n_examples)])):
-            se = power.planned_se(comp, r.se_pp, int(r.n_seeds), int(r.n_examples), seeds, n)
             rows.append({"task": r.task, "comparison": r.comparison, "seeds": seeds, "test": n,
-                         "mde_pp": power.mde(se, st["significance"], st["power"], family)})
+                         "mde_pp": power.planned_mde(comp, int(r.n_seeds), int(r.n_examples), seeds, n,
+                                                     st["significance"], st["power"], family)})
     print()
     print(pd.DataFrame(rows).round(2).to_string(index=False))
 

@@ -184,7 +184,7 @@ def _comparison_row(comparison, a, b, metric, verdict, diff, half, p_adj, eq_adj
             "ci_high": diff + half, "p_value": p_adj / 2, "p_adjusted": p_adj,
             "significant": verdict in ("better", "worse"),
             "equivalence_p": eq_adj / 2, "equivalence_p_adjusted": eq_adj, "verdict": verdict, "margin_pp": 1.0,
-            "mde_pp": 1.2 * half, "se_pp": half / 1.96}
+            "mde_pp": 1.2 * half, "se_pp": half / 1.96, "df": 1999.0}
 
 
 def _fidelity(kind, mean, baseline, best_teacher, target, r, blank):

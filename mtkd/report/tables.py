@@ -179,7 +179,7 @@ def variance_components(run: RunResults) -> pd.DataFrame:
                 continue
             v = c["variance_components"]
             rows.append({"task": task, "comparison": name, "seeds": v["n_seeds"], "test examples": v["n_examples"],
-                         "se (pp)": c["se_pp"], "MDE (pp)": c["mde_pp"],
+                         "se (pp)": c["se_pp"], "df": c["df"], "MDE (pp)": c["mde_pp"],
                          "var seeds (pp^2)": v["var_seeds"], "var examples (pp^2)": v["var_examples"],
                          "var interaction (pp^2)": v["var_interaction"], "share seeds": v["share_seeds"],
                          "share examples": v["share_examples"], "share interaction": v["share_interaction"]})
@@ -200,7 +200,7 @@ def plan(run: RunResults, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> 
     from mtkd.study import power
     if not target_mde_pp > 0:
         raise ValueError(f"the target MDE must be > 0 pp, got {target_mde_pp}")
-    missing = [c for c in ("se_pp", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples")
+    missing = [c for c in ("se_pp", "df", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples")
                if c not in run.comparisons.columns]
     if missing:
         raise ValueError(f"comparisons.csv of {run.path} lacks {missing} (written by an older mtkd); run the "
@@ -215,8 +215,8 @@ def plan(run: RunResults, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> 
         row = {"task": c["task"], "comparison": c["comparison"], "now": f"{int(c['n_seeds'])} seeds x "
                f"{int(c['n_examples'])}: MDE {c['mde_pp']:.2f} pp"}
         for k in seeds:
-            need = power.examples_needed(comp, float(c["se_pp"]), int(c["n_seeds"]), int(c["n_examples"]), k,
-                                         target_mde_pp, float(st["significance"]), float(st["power"]), family)
+            need = power.examples_needed(comp, int(c["n_seeds"]), int(c["n_examples"]), k, target_mde_pp,
+                                         float(st["significance"]), float(st["power"]), family)
             row[f"{k} seeds"] = "unreachable" if need == float("inf") else int(need)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -138,7 +138,7 @@ def headline_metrics(run: Run) -> dict[str, str]:
 def _comparison_entry(row: pd.Series, versus: str, power_level: float) -> dict:
     """One paired comparison of comparisons.csv as the headline states it: numbers, verdict and its words."""
     out = {k: float(row[k]) for k in ("diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted", "equivalence_p",
-                                      "equivalence_p_adjusted", "margin_pp", "mde_pp", "se_pp")}
+                                      "equivalence_p_adjusted", "margin_pp", "mde_pp", "se_pp", "df")}
     out["significant"] = bool(row["significant"])
     out["verdict"] = str(row["verdict"])
     out["in_words"] = power.in_words(out["verdict"], out["diff_pp"], out["ci_low"], out["ci_high"],

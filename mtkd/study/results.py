@@ -28,7 +28,7 @@ FUSION_WEIGHT_COLUMNS = ("task", "method", "split", "idx", "weights", "applied")
 CONDITION_KEYS = ("task", "axis", "param", "value", "order", "is_main")
 CONDITIONS_COLUMNS = (*CONDITION_KEYS, "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high", "p_value",
                       "p_adjusted", "significant", "equivalence_p", "equivalence_p_adjusted", "verdict",
-                      "margin_pp", "mde_pp", "se_pp")
+                      "margin_pp", "mde_pp", "se_pp", "df")
 FIDELITY_COLUMNS = ("method", "kind", "role", "mean", "ci_low", "ci_high", "n_seeds", "target_score",
                     "agreement_pct", "kl_target_student", "gap_closed", "gap_closed_undefined")
 CONDITIONS_SUMMARY_COLUMNS = (*CONDITION_KEYS, *FIDELITY_COLUMNS)

@@ -1,19 +1,18 @@
 """Intervals and paired tests for scores averaged over training seeds.
 
 A method's score is the mean over seeds of its metric on the same test
-examples, so it varies with both the examples drawn and the seeds drawn. The
-bootstrap here resamples both (a two-level bootstrap): each resample draws n
-examples with replacement (the same draw for every seed, and for both methods
-of a paired comparison), scores every seed on them, then draws S seeds with
-replacement and averages their scores. Metrics are recomputed on every
-resample, so non-decomposable ones (F1, MCC) are handled exactly.
-
-It is not exact: resampling both levels counts the seed-by-example noise twice
-(intervals too wide when that noise dominates), and resampling 3 seeds
-understates a large seed-to-seed spread. Simulating 3 seeds x 400 examples
-(tests/test_stats.py), the 95% interval of a difference covered the truth
-about 97% of the time with errors concentrated on hard examples, ~100% with
-independent errors, and about 90-93% with large seed shifts (~3 pp per seed).
+examples, so it varies with both the examples drawn and the seeds drawn. Its
+variance is estimated from two measured spreads: a bootstrap over the test
+examples (each resample draws n examples with replacement, the same draw for
+every seed and for both methods of a paired comparison, and scores every seed
+on it) and the spread of the per-seed scores across seeds. Combined as crossed
+random effects (seeds x examples, `mtkd.study.power`), they give the standard
+error, its Satterthwaite degrees of freedom and the t interval ``mean +- t *
+se``. Metrics are recomputed on every resample, so non-decomposable ones (F1,
+MCC) are handled exactly. Simulating 3 seeds x 400 examples
+(tests/study/test_stats.py), the 95 % interval of a difference covers the truth
+in about 95 % of studies whether the noise is mostly per example, per seed, or
+independent errors.
 
 The confusion counts of all resamples are built at once and scored with each
 metric module's batched ``from_confusion`` (the same formula as its
@@ -21,10 +20,9 @@ metric module's batched ``from_confusion`` (the same formula as its
 a second.
 
 Verdicts (better / worse / equivalent / inconclusive), the TOST equivalence
-test, the minimum detectable effect (analytic, from the bootstrap standard
-deviation, at the Bonferroni level significance / rows of the Holm family) and
-the seeds / examples variance components are defined in ``mtkd.power``;
-``compare`` fills them into every row.
+test, the minimum detectable effect (analytic, at the Bonferroni level
+significance / rows of the Holm family) and the variance components are defined
+in ``mtkd.study.power``; ``compare`` fills them into every row.
 
 Choices (best single, best multi) are made on the selection split with
 ``choose_best``; ``summarise`` and ``compare`` only report on the split they
@@ -32,6 +30,7 @@ are given.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping
 
@@ -47,7 +46,8 @@ COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
 KINDS = ("teacher", "baseline", "single", "multi")
 _CHUNK = 4_000_000        # resampled example slots per batch of confusion counts: bounds memory
 
-RESULTS_VERSION = 2       # bump when a change alters the result files computed from the same units (2: normal p-values)
+RESULTS_VERSION = 3       # bump when a change alters the result files computed from the same units
+                          # (2: normal p-values; 3: seeds x examples variance with Satterthwaite t)
 
 
 def _metric_from_indices(metric: str, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -94,15 +94,10 @@ def _seed_scores(metric: str, labels: np.ndarray, preds: np.ndarray) -> np.ndarr
     return np.array([_metrics.score(metric, p, labels) for p in preds])
 
 
-def _resampled_means(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot: int,
-                     rng: np.random.Generator) -> list[np.ndarray]:
-    """For each (S, n) prediction array, the two-level bootstrap means (n_boot,), all on the same draws."""
-    return _two_level(metric, labels, preds, n_boot, rng)[0]
-
-
-def _two_level(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot: int,
-               rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The two-level bootstrap means (n_boot,) and the per-seed scores on the example resamples (S, n_boot)."""
+def _example_resamples(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot: int,
+                       rng: np.random.Generator) -> list[np.ndarray]:
+    """For each (S, n) prediction array, every seed's score on the same ``n_boot`` resamples of the examples
+    (S, n_boot)."""
     n, n_seeds = len(labels), preds[0].shape[0]
     per_seed = [np.empty((n_seeds, n_boot)) for _ in preds]
     step = max(1, _CHUNK // n)
@@ -111,14 +106,15 @@ def _two_level(metric: str, labels: np.ndarray, preds: list[np.ndarray], n_boot:
         for m, p in zip(per_seed, preds):
             for s in range(n_seeds):
                 m[s, start:start + len(idx)] = _metric_from_indices(metric, labels, p[s], idx)
-    seed_draw = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    return [m[seed_draw, np.arange(n_boot)[:, None]].mean(axis=1) for m in per_seed], per_seed
+    return per_seed
 
 
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
+def _spread(seed_values: np.ndarray, resampled: np.ndarray, n_examples: int) -> dict[str, float]:
+    """The variance parts, se and df of a mean over seeds (nan se with one resample: no spread to judge by)."""
+    if resampled.shape[1] < 2:
+        return {"var_seeds": float("nan"), "var_examples": float("nan"), "var_interaction": float("nan"),
+                "var": float("nan"), "df": float("nan")}
+    return power.variance_components(seed_values, resampled, n_examples)
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -127,12 +123,14 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 def bootstrap_ci(pred_by_seed: PredBySeed, metric: str, n_boot: int = 2000, confidence: float = 0.95,
                  rng: np.random.Generator | int | None = None) -> tuple[float, float, float]:
-    """Mean over seeds of the metric (percent) and its two-level percentile bootstrap interval."""
+    """Mean over seeds of the metric (percent) and its t interval (seeds x examples, see the module)."""
     _check_settings(n_boot, confidence)
     _, labels, preds = _check_preds("pred_by_seed", pred_by_seed)
-    mean = float(_seed_scores(metric, labels, preds).mean())
-    (boot,) = _resampled_means(metric, labels, [preds], n_boot, _rng(rng))
-    return (mean, *_interval(boot, confidence))
+    scores = _seed_scores(metric, labels, preds)
+    mean = float(scores.mean())
+    (resampled,) = _example_resamples(metric, labels, [preds], n_boot, _rng(rng))
+    spread = _spread(scores, resampled, len(labels))
+    return (mean, *power.interval(mean, math.sqrt(spread["var"]), spread["df"], confidence))
 
 
 def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2000, confidence: float = 0.95,
@@ -140,15 +138,13 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
     """Mean over seeds of (metric_a - metric_b) in percentage points, its interval and a two-sided p-value.
 
     Seed s of ``a`` is paired with seed s of ``b``, and both are resampled on
-    the same examples and seeds. The interval is the bootstrap's percentile
-    interval; the p-value is its normal approximation, 2 P(Z >= |diff| / se)
-    with se the standard deviation of the resampled differences
-    (`mtkd.study.power.difference_p_value`: a Monte Carlo p-value's floor of
-    1/(B + 1) would make large Holm families undecidable).
+    the same examples. The interval is ``diff +- t_df * se`` and the p-value
+    2 P(T_df >= |diff| / se), with se and df from the seeds x examples
+    variance (`mtkd.study.power`).
 
     With an equivalence ``margin`` (pp) it also gives the TOST p-value of
-    ``|diff| < margin``, the bootstrap standard deviation ``se_pp`` and the
-    variance components (seeds, examples, interaction; see ``mtkd.power``).
+    ``|diff| < margin``, ``se_pp``, ``df`` and the variance components (seeds,
+    examples, interaction; their sum is ``se_pp ** 2``).
     """
     _check_settings(n_boot, confidence)
     seeds_a, labels, preds_a = _check_preds("a", a)
@@ -159,17 +155,15 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
         raise ValueError("a and b must be scored on the same examples in the same order (their labels differ)")
     seed_diffs = _seed_scores(metric, labels, preds_a) - _seed_scores(metric, labels, preds_b)
     diff = float(seed_diffs.mean())
-    (boot_a, boot_b), (seeds_boot_a, seeds_boot_b) = _two_level(metric, labels, [preds_a, preds_b], n_boot,
-                                                                 _rng(rng))
-    boot = boot_a - boot_b
-    low, high = _interval(boot, confidence)
-    se = float(boot.std(ddof=1)) if n_boot > 1 else float("nan")
-    out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": power.difference_p_value(diff, se)}
+    per_a, per_b = _example_resamples(metric, labels, [preds_a, preds_b], n_boot, _rng(rng))
+    spread = _spread(seed_diffs, per_a - per_b, len(labels))
+    se, df = math.sqrt(spread["var"]), spread["df"]
+    low, high = power.interval(diff, se, df, confidence)
+    out = {"diff_pp": diff, "ci_low": low, "ci_high": high, "p_value": power.difference_p_value(diff, se, df)}
     if margin is None:
         return out
-    return {**out, "equivalence_p": power.tost_p_value(diff, se, margin),
-            "se_pp": se,
-            **power.variance_components(seed_diffs, seeds_boot_a - seeds_boot_b),
+    return {**out, "equivalence_p": power.tost_p_value(diff, se, margin, df), "se_pp": se, "df": df,
+            **{k: spread[k] for k in ("var_seeds", "var_examples", "var_interaction")},
             "n_seeds": len(seeds_a), "n_examples": len(labels)}
 
 
@@ -275,9 +269,9 @@ def choose_best(predictions: pd.DataFrame, metrics: Mapping[str, str], kind: str
 
 COMPARE_COLUMNS = ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
                    "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp",
-                   "equivalence_p", "equivalence_p_adjusted", "se_pp", "var_seeds", "var_examples",
+                   "equivalence_p", "equivalence_p_adjusted", "se_pp", "df", "var_seeds", "var_examples",
                    "var_interaction", "n_seeds", "n_examples"]
-MEASURED = ["diff_pp", "ci_low", "ci_high", "p_value", "equivalence_p", "se_pp", "var_seeds", "var_examples",
+MEASURED = ["diff_pp", "ci_low", "ci_high", "p_value", "equivalence_p", "se_pp", "df", "var_seeds", "var_examples",
             "var_interaction", "n_seeds", "n_examples"]
 
 
@@ -353,5 +347,5 @@ def adjust_family(table: pd.DataFrame, significance: float, margin: float, power
     table["verdict"] = [power.verdict(r.diff_pp, r.p_adjusted, r.equivalence_p_adjusted, significance)
                         for r in table.itertuples()]
     table["margin_pp"] = float(margin)
-    table["mde_pp"] = [power.mde(se, significance, power_level, len(table)) for se in table["se_pp"]]
+    table["mde_pp"] = [power.mde(r.se_pp, significance, power_level, len(table), r.df) for r in table.itertuples()]
     return table

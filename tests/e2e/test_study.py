@@ -159,7 +159,7 @@ def test_success_metrics_are_taken_from_summary_and_comparisons(smoke):
 
 
 def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
-    from scipy.stats import norm
+    from scipy.stats import t as student_t
     comparisons = pd.read_csv(smoke / "comparisons.csv")
     params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
     alpha, margin = params["significance"], params["equivalence_margin"]
@@ -174,9 +174,16 @@ def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
         else:
             assert r.verdict == "inconclusive"
         assert r.equivalence_p <= r.equivalence_p_adjusted <= 1
-    z = norm.ppf(1 - alpha / (2 * len(comparisons))) + norm.ppf(params["power"])
-    np.testing.assert_allclose(comparisons["mde_pp"], z * comparisons["se_pp"])
+    df = comparisons["df"]
+    t = student_t.ppf(1 - alpha / (2 * len(comparisons)), df) + student_t.ppf(params["power"], df)
+    np.testing.assert_allclose(comparisons["mde_pp"], t * comparisons["se_pp"])
     assert (comparisons["var_seeds"] >= 0).all() and (comparisons["var_examples"] >= 0).all()
+    # the interval is diff +- t_df se, and se^2 is the sum of the three variance parts
+    half = student_t.ppf(0.975, df) * comparisons["se_pp"]
+    np.testing.assert_allclose(comparisons["ci_high"] - comparisons["diff_pp"], half, atol=1e-9)
+    np.testing.assert_allclose(comparisons["diff_pp"] - comparisons["ci_low"], half, atol=1e-9)
+    np.testing.assert_allclose(comparisons["se_pp"] ** 2, comparisons[["var_seeds", "var_examples",
+                                                                        "var_interaction"]].sum(axis=1))
 
 
 def test_gates_are_saved_for_the_gating_student(smoke):
@@ -245,9 +252,9 @@ def test_conditions_are_studies_of_their_own_in_one_holm_family(smoke):
     expected = np.empty_like(adjusted)
     expected[order] = adjusted
     np.testing.assert_allclose(table["p_adjusted"], expected)
-    from scipy.stats import norm
-    z = norm.ppf(1 - st["significance"] / (2 * len(table))) + norm.ppf(st["power"])
-    np.testing.assert_allclose(table["mde_pp"], z * table["se_pp"])
+    from scipy.stats import t as student_t
+    t = student_t.ppf(1 - st["significance"] / (2 * len(table)), table["df"]) + student_t.ppf(st["power"], table["df"])
+    np.testing.assert_allclose(table["mde_pp"], t * table["se_pp"])
     for r in table.itertuples(index=False):
         if r.p_adjusted <= st["significance"]:
             assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
@@ -410,27 +417,38 @@ def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):
 
 
 def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
-    import math
-
-    from scipy.stats import norm
+    from scipy.stats import f as f_dist, t as student_t
 
     from mtkd.cli import main
     assert main(["plan", str(smoke), "--mde", "2.0"]) == 0
     out = capsys.readouterr().out
     comparisons = pd.read_csv(smoke / "comparisons.csv")
     params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
-    k = norm.ppf(1 - params["significance"] / (2 * len(comparisons))) + norm.ppf(params["power"])
+    level = params["significance"] / len(comparisons)
     head = comparisons[comparisons["comparison"] == "best multi vs best single"]
-    for r in head.itertuples(index=False):
+
+    def mde_with(r, seeds, n):                                   # the plan's formula, by hand
         u, v = r.var_seeds * r.n_seeds, r.var_examples * r.n_examples
         w = r.var_interaction * r.n_seeds * r.n_examples
-        now = u / r.n_seeds + v / r.n_examples + w / (r.n_seeds * r.n_examples)
-        if now == 0:
+        cell = w / (seeds * n)
+        seeds_term, examples_term = u / seeds + cell, v / n + cell
+        var = u / seeds + v / n + cell
+        if seeds_term <= cell * f_dist.ppf(0.75, seeds - 1, (seeds - 1) * (n - 1)):
+            var, df = examples_term, n - 1                        # no seeds part shows: pooled
+        else:
+            df = var ** 2 / (seeds_term ** 2 / (seeds - 1) + examples_term ** 2 / (n - 1)
+                             + cell ** 2 / ((seeds - 1) * (n - 1)))
+        return (student_t.ppf(1 - level / 2, df) + student_t.ppf(params["power"], df)) * var ** 0.5
+
+    for r in head.itertuples(index=False):
+        if r.se_pp == 0:
             continue
-        room = (2.0 / k) ** 2 * now / r.se_pp ** 2 - u / 5             # with 5 seeds
-        expected = "unreachable" if room <= 0 else str(math.ceil((v + w / 5) / room))
         line = next(ln for ln in out.splitlines() if ln.startswith(f"| {r.task} | best multi vs best single"))
-        assert line.split(" | ")[4].strip() == expected          # columns: task, comparison, now, 3 seeds, 5 seeds
+        got = line.split(" | ")[4].strip()                        # columns: task, comparison, now, 3 seeds, 5 seeds
+        if got == "unreachable":
+            assert mde_with(r, 5, 10_000_000) > 2.0
+        else:
+            assert mde_with(r, 5, int(got)) <= 2.0 < (mde_with(r, 5, int(got) - 1) if int(got) > 2 else 99)
     assert main(["summary", str(smoke)]) == 0
     out = capsys.readouterr().out
     assert "in words" in out and "share seeds" in out and "F1 ABBR" in out

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
+from scipy.stats import norm, t as student_t
 
 from mtkd.study import power
 from mtkd.study.stats import compare, paired_comparison
@@ -41,6 +41,11 @@ def test_p_values_by_hand():
     # P(Z <= (0.2 - 1) / 0.4 = -2) = 0.0227501; TOST = the larger
     assert power.tost_p_value(0.2, 0.4, 1.0) == pytest.approx(0.0227501, rel=1e-5)
     assert power.tost_p_value(0.2, 0.0, 1.0) == 0.0 and power.tost_p_value(1.5, 0.0, 1.0) == 1.0
+    # Student's t at 4 degrees of freedom: 2 P(T_4 >= 2) = 0.1161165; TOST: P(T_4 >= 2) = 0.0580583
+    assert power.difference_p_value(0.5, 0.25, 4) == pytest.approx(0.1161165, rel=1e-5)
+    assert power.tost_p_value(0.2, 0.4, 1.0, 4) == pytest.approx(0.0580583, rel=1e-5)
+    # the interval: 0.5 +- t_{4, 0.975} (2.776445) * 0.25
+    assert power.interval(0.5, 0.25, 4, 0.95) == pytest.approx((0.5 - 0.694111, 0.5 + 0.694111), rel=1e-5)
     # one resample (se unknown): nothing can be claimed either way
     assert power.difference_p_value(0.3, math.nan) == 1.0 and power.tost_p_value(0.2, math.nan, 1.0) == 1.0
     # no Monte Carlo floor (1 / 2001 at 2,000 resamples): Holm over a large family can still decide
@@ -113,6 +118,8 @@ def test_mde_formula_by_hand():
     assert power.mde(0.5, 0.05, 0.8) == pytest.approx((1.959964 + 0.841621) * 0.5, rel=1e-5)
     # Bonferroni over 10 comparisons: z at 1 - 0.005 / 2
     assert power.mde(1.0, 0.05, 0.8, family_size=10) == pytest.approx(2.807034 + 0.841621, rel=1e-5)
+    # 3 degrees of freedom: t_{3, 0.975} = 3.182446, t_{3, 0.8} = 0.978472
+    assert power.mde(1.0, 0.05, 0.8, df=3) == pytest.approx(3.182446 + 0.978472, rel=1e-5)
 
 
 def test_simulated_power_at_the_mde_is_about_80_percent():
@@ -162,13 +169,29 @@ def test_variance_components_match_a_two_way_anova():
     assert r["var_examples"] == pytest.approx(examples_part, rel=0.15)
     assert r["var_interaction"] == pytest.approx(interaction_part, rel=0.15)
     assert r["n_seeds"] == S and r["n_examples"] == n
+    # the test's variance is the sum of the parts (the two-way ANOVA estimate of Var(mean)) ...
+    assert r["se_pp"] ** 2 == pytest.approx(r["var_seeds"] + r["var_examples"] + r["var_interaction"])
+    assert r["se_pp"] ** 2 == pytest.approx((ms_seed + ms_ex - ms_res) / (S * n), rel=0.1)
+    # ... with Satterthwaite's degrees of freedom over its three mean squares
+    terms = np.array([ms_seed, ms_ex, ms_res]) / (S * n)
+    df = (ms_seed + ms_ex - ms_res) ** 2 / (S * n) ** 2 / (
+        terms[0] ** 2 / (S - 1) + terms[1] ** 2 / (n - 1) + terms[2] ** 2 / ((S - 1) * (n - 1)))
+    assert r["df"] == pytest.approx(df, rel=0.2)
 
 
 def test_one_seed_cannot_split_seeds_from_examples():
-    c = power.variance_components(np.array([1.0]), np.array([[0.0, 1.0, 2.0]]))
+    c = power.variance_components(np.array([1.0]), np.array([[0.0, 1.0, 2.0]]), 100)
     assert math.isnan(c["var_seeds"]) and c["var_examples"] == pytest.approx(1.0)
+    assert c["var"] == pytest.approx(1.0) and c["df"] == 99
     with pytest.raises(ValueError, match="at least two seeds"):
-        power.planned_se(c, 1.0, 1, 100, 5, 100)
+        power.planned(c, 1, 100, 5, 100)
+
+
+def test_no_seed_part_leaves_the_examples_degrees_of_freedom():
+    # seeds spread less than the interaction predicts: the seeds part is 0 and df = n - 1
+    r = np.array([[0.0, 2.0, 4.0], [4.0, 2.0, 0.0]])          # A = 4, B = 0 -> interaction 4, examples 0
+    c = power.variance_components(np.array([1.0, 1.0]), r, 50)
+    assert c["var_seeds"] == 0 and c["var_interaction"] == pytest.approx(4.0) and c["df"] == 49
 
 
 # --------------------------------------------------------------------------- planning
@@ -176,23 +199,39 @@ def test_one_seed_cannot_split_seeds_from_examples():
 COMPONENTS = {"var_seeds": 0.2, "var_examples": 0.3, "var_interaction": 0.1}   # pp^2 at 4 seeds x 1000
 
 
-def test_planned_se_scales_each_component_with_its_own_size():
-    se = math.sqrt(0.6)
-    assert power.planned_se(COMPONENTS, se, 4, 1000, 4, 1000) == pytest.approx(se)
+def test_planned_variance_scales_each_component_with_its_own_size():
+    assert power.planned(COMPONENTS, 4, 1000, 4, 1000)["var"] == pytest.approx(0.6)
     # u = 0.8, v = 300, w = 400: 8 seeds x 4000 -> 0.1 + 0.075 + 0.0125
-    assert power.planned_se(COMPONENTS, se, 4, 1000, 8, 4000) == pytest.approx(math.sqrt(0.1875))
-    # the bootstrap's own variance (here twice the model's) is carried over as a ratio
-    assert power.planned_se(COMPONENTS, math.sqrt(1.2), 4, 1000, 8, 4000) == pytest.approx(math.sqrt(0.375))
+    p = power.planned(COMPONENTS, 4, 1000, 8, 4000)
+    assert p["var"] == pytest.approx(0.1875)
+    assert (p["var_seeds"], p["var_examples"], p["var_interaction"]) == pytest.approx((0.1, 0.075, 0.0125))
+    # df by Satterthwaite over C/S = 0.1125 (7 df), B = 0.0875 (3999), interaction 0.0125 (7 x 3999)
+    df = 0.1875 ** 2 / (0.1125 ** 2 / 7 + 0.0875 ** 2 / 3999 + 0.0125 ** 2 / (7 * 3999))
+    assert p["df"] == pytest.approx(df)
+
+
+def test_the_plan_reproduces_the_runs_own_design():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 600)
+    a, b = _binary(rng, labels, 0.8, [0, 1, 2]), _binary(rng, labels, 0.75, [0, 1, 2])
+    r = paired_comparison(a, b, "accuracy", n_boot=500, rng=0, margin=1.0)
+    p = power.planned(r, 3, 600, 3, 600)
+    assert math.sqrt(p["var"]) == pytest.approx(r["se_pp"]) and p["df"] == pytest.approx(r["df"])
+
+
+NO_SEEDS = {"var_seeds": 0.0, "var_examples": 0.3, "var_interaction": 0.1}
 
 
 def test_examples_needed_by_hand():
     k = power.mde(1.0, 0.05, 0.8)
-    # target MDE = k * sqrt(0.25): with 8 seeds 0.25 - 0.1 = 0.15 must hold (300 + 400/8) / n -> n = 2334
-    need = power.examples_needed(COMPONENTS, math.sqrt(0.6), 4, 1000, 8, k * 0.5, 0.05)
-    assert need == math.ceil(350 / 0.15)
-    assert power.planned_se(COMPONENTS, math.sqrt(0.6), 4, 1000, 8, need) <= 0.5
+    # no seeds part, 8 seeds: var = (300 + 400/8) / n; target MDE = k * 0.5 -> n = 350 / 0.25 = 1400 with
+    # the normal quantiles, a few more with t at n - 1 degrees of freedom
+    need = power.examples_needed(NO_SEEDS, 4, 1000, 8, k * 0.5, 0.05)
+    assert 1400 <= need <= 1410
+    assert power.planned_mde(NO_SEEDS, 4, 1000, 8, int(need), 0.05) <= k * 0.5
+    assert power.planned_mde(NO_SEEDS, 4, 1000, 8, int(need) - 1, 0.05) > k * 0.5
     # with 2 seeds the seeds alone give 0.4 > 0.25: no test split is large enough
-    assert power.examples_needed(COMPONENTS, math.sqrt(0.6), 4, 1000, 2, k * 0.5, 0.05) == math.inf
+    assert power.examples_needed(COMPONENTS, 4, 1000, 2, k * 0.5, 0.05) == math.inf
 
 
 # --------------------------------------------------------------------------- compare fills the columns
@@ -215,6 +254,7 @@ def test_compare_verdicts_agree_with_their_p_values():
     assert table.loc["best multi vs best single", "verdict"] == "equivalent"
     assert table.loc["best single vs baseline", "verdict"] == "better"
     assert (table["margin_pp"] == 1.0).all()
-    np.testing.assert_allclose(table["mde_pp"], (norm.ppf(1 - 0.05 / 4) + norm.ppf(0.8)) * table["se_pp"])
+    expected = (student_t.ppf(1 - 0.05 / 4, table["df"]) + student_t.ppf(0.8, table["df"])) * table["se_pp"]
+    np.testing.assert_allclose(table["mde_pp"], expected)
     with pytest.raises(ValueError, match="equivalence_margin"):
         compare(frame, {"t": "accuracy"}, choice, n_boot=100, margin=0.0)

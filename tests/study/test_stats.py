@@ -89,26 +89,25 @@ def _students(rng, z, labels, accuracy, seeds, rho, seed_sd):
     return out
 
 
-def _coverage(rho: float, seed_sd: float, draws: int = 200) -> float:
+def _coverage(rho: float, seed_sd: float, draws: int = 160) -> float:
     rng = np.random.default_rng(4)
     covered = 0
     for _ in range(draws):
         z, labels = rng.standard_normal(400), rng.integers(0, 2, 400)
         a = _students(rng, z, labels, 0.80, [0, 1, 2], rho, seed_sd)
         b = _students(rng, z, labels, 0.75, [0, 1, 2], rho, seed_sd)
-        res = paired_comparison(a, b, "accuracy", n_boot=400, rng=rng)
+        res = paired_comparison(a, b, "accuracy", n_boot=200, rng=rng)
         covered += res["ci_low"] <= 5.0 <= res["ci_high"]
     return covered / draws
 
 
-def test_interval_covers_the_true_difference():
-    # realistic students: shared hard examples and small seed effects -> close to the nominal 95%
-    assert 0.88 <= _coverage(rho=0.8, seed_sd=0.05) <= 0.99
-
-
-def test_interval_is_conservative_when_errors_are_independent():
-    # resampling both seeds and examples counts the seed-by-example noise twice: wide, never narrow
-    assert _coverage(rho=0.0, seed_sd=0.0, draws=100) >= 0.95
+@pytest.mark.parametrize("rho, seed_sd", [
+    (0.8, 0.05),      # realistic students: shared hard examples, small seed effects
+    (0.0, 0.0),       # independent errors: all seed-by-example noise
+    (0.5, 0.3),       # large seed shifts (~7 pp per seed): a bootstrap over 3 seeds covered ~81 % here
+])
+def test_interval_covers_the_true_difference_at_about_the_nominal_rate(rho, seed_sd):
+    assert 0.90 <= _coverage(rho, seed_sd) <= 0.99
 
 
 @pytest.mark.parametrize("a, b, match", [
