@@ -20,14 +20,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mtkd.report.figures import KIND_COLORS, LAYOUT
+from mtkd.report.figures import KIND_COLORS, LAYOUT, VERDICT_STYLE
 from mtkd.report.paper import paper
 
 HEADLINE = "best multi vs best single"
 DISTILLATION = "best single vs baseline"
 COMPARISON_ORDER = (HEADLINE, "multi vs best single", DISTILLATION)
-VERDICT_STYLE = {"better": ("#2ca02c", "triangle-up"), "equivalent": ("#1f77b4", "diamond"),
-                 "worse": ("#d62728", "triangle-down"), "inconclusive": ("#9aa5b1", "circle")}
 DIFFERENCE_PANELS = ((HEADLINE, "multi-teacher advantage: best multi - best single", "difference (pp)"),
                      (DISTILLATION, "distillation effect: best single - no KD", "difference (pp)"))
 # (column, title, scale): scale 100 turns gap closed (a fraction) into percent, as every chart shows it
@@ -377,4 +375,4 @@ def fidelity_table(fidelity: pd.DataFrame, caption: str | None = None):
 
 
 __all__ = ["advantage_figure", "fidelity_figure", "conditions_in_words", "conditions_table", "fidelity_table",
-           "tasks", "axes", "along", "value_label", "VERDICT_STYLE"]
+           "tasks", "axes", "along", "value_label"]

@@ -27,6 +27,8 @@ KIND_SCALES = {"teacher": "Greys", "baseline": "YlOrBr", "single": "Blues", "mul
 CATEGORY_COLORS = {"all_teachers_wrong": "#7f7f7f", "teacher_right": "#d62728", "teachers_disagreed": "#ff9f1c"}
 REGION_COLORS = {"all_agree": "#2ca02c", "partial": "#ff9f1c", "full_disagree": "#9467bd"}
 SIGNIFICANT_COLORS = {True: "#d62728", False: "#9aa5b1"}
+VERDICT_STYLE = {"better": ("#2ca02c", "triangle-up"), "equivalent": ("#1f77b4", "diamond"),   # colour, marker
+                 "worse": ("#d62728", "triangle-down"), "inconclusive": ("#9aa5b1", "circle")}
 LAYOUT = dict(template="plotly_white", hoverlabel=dict(namelength=-1), margin=dict(t=70, l=60, r=20, b=60))
 
 
@@ -290,35 +292,55 @@ def ranking_heatmap(ranking: pd.DataFrame, title: str = "Method ranking per task
 
 def advantage_bars(comparisons: pd.DataFrame,
                    title: str = "Multi-teacher advantage per task: best multi - best single (pp, with CI)") -> go.Figure:
-    """Paired differences with confidence intervals, coloured by significance (after Holm).
+    """Paired differences with confidence intervals, coloured by verdict, with the +-margin band.
 
-    ``comparisons``: columns ``task, a, b, diff_pp, ci_low, ci_high, significant`` (pass the
-    rows to show, e.g. best multi vs best single). With several rows per task the bars are
+    ``comparisons``: columns ``task, a, b, diff_pp, ci_low, ci_high`` and ``verdict`` / ``margin_pp``
+    (``comparisons.csv``; without ``verdict`` the bars are coloured by ``significant`` after Holm). The
+    grey band is the equivalence margin: a bar whose interval lies in it may be ``equivalent``, one whose
+    interval reaches past it and past 0 is ``inconclusive``. With several rows per task the bars are
     labelled ``task: a - b``.
     """
     df = comparisons.reset_index(drop=True)
     many = df["task"].duplicated().any()
     x = [f"{t}: {a} - {b}" if many else t for t, a, b in zip(df["task"], df["a"], df["b"])]
-    sig = df["significant"].astype(str).str.lower().isin(["true", "1", "yes"]) if "significant" in df else \
-        pd.Series(False, index=df.index)
+    if "verdict" in df:
+        group = df["verdict"].astype(str)
+        groups = [(v, VERDICT_STYLE[v][0]) for v in VERDICT_STYLE if (group == v).any()]
+        legend = "verdict (Holm)"
+    else:
+        sig = df["significant"].astype(str).str.lower().isin(["true", "1", "yes"]) if "significant" in df else \
+            pd.Series(False, index=df.index)
+        group = sig.map({True: "significant", False: "not significant"})
+        groups = [(name, SIGNIFICANT_COLORS[s]) for s, name in ((True, "significant"), (False, "not significant"))]
+        legend = "Holm-adjusted"
     p = df["p_adjusted"] if "p_adjusted" in df else pd.Series(np.nan, index=df.index)
     fig = go.Figure()
-    for s in (True, False):
-        m = sig == s
-        d = df[m]
+    margins = df["margin_pp"].dropna().unique() if "margin_pp" in df else []
+    for m in margins:
+        fig.add_hrect(y0=-m, y1=m, fillcolor=VERDICT_STYLE["equivalent"][0], opacity=0.08, layer="below",
+                      line=dict(color=VERDICT_STYLE["equivalent"][0], width=1, dash="dash"))
+    for name, color in groups:
+        keep = group == name
+        d = df[keep]
         fig.add_trace(go.Bar(
-            x=[xx for xx, keep in zip(x, m) if keep], y=d["diff_pp"],
-            name="significant" if s else "not significant", marker_color=SIGNIFICANT_COLORS[s],
+            x=[xx for xx, k in zip(x, keep) if k], y=d["diff_pp"], name=name, marker_color=color,
             error_y=dict(type="data", symmetric=False, array=d["ci_high"] - d["diff_pp"],
                          arrayminus=d["diff_pp"] - d["ci_low"]),
-            customdata=_rows(d["a"], d["b"], d["ci_low"], d["ci_high"], p[m]),
+            customdata=_rows(d["a"], d["b"], d["ci_low"], d["ci_high"], p[keep]),
             hovertemplate=("%{customdata[0]} - %{customdata[1]}<br>difference %{y:+.2f} pp"
                            "<br>CI [%{customdata[2]:.2f}, %{customdata[3]:.2f}]<br>adjusted p %{customdata[4]:.3g}"
                            "<extra></extra>")))
+    if "verdict" in df:                            # the verdict (and the power) written above each bar
+        mde = df["mde_pp"] if "mde_pp" in df else pd.Series(np.nan, index=df.index)
+        for xx, top, v, m in zip(x, df[["ci_high", "diff_pp"]].max(axis=1), group, mde):
+            fig.add_annotation(x=xx, y=top, text=v + ("" if pd.isna(m) else f"<br>MDE {m:.2f} pp"),
+                               showarrow=False, yanchor="bottom", yshift=4, font=dict(size=11))
     fig.add_hline(y=0, line_color="#444", line_width=1)
     fig.update_xaxes(title_text="task", categoryorder="array", categoryarray=x)
     fig.update_yaxes(title_text="difference (percentage points)")
-    return _finish(fig, title, legend_title_text="Holm-adjusted")
+    if len(margins):
+        title += f"<br><sup>dashed band: +-{', '.join(f'{m:g}' for m in sorted(margins))} pp equivalence margin</sup>"
+    return _finish(fig, title, legend_title_text=legend, showlegend=True)
 
 
 def score_bars(summary: pd.DataFrame, title: str = "Scores per task and method (mean over seeds, with CI)") -> go.Figure:

@@ -276,6 +276,21 @@ def test_figures_carry_numbers(run):
     assert list(sig.y) == [1.0] and sig.error_y.array[0] == pytest.approx(0.5)
     assert sig.error_y.arrayminus[0] == pytest.approx(0.8)
     _hover_ok(adv)
+    with_verdicts = comp.assign(verdict=["better", "inconclusive"], margin_pp=1.0,
+                                task=["x", "x"], b=["single:a", "single:b"])
+    adv = F.advantage_bars(with_verdicts)
+    by_name = {t.name: t for t in adv.data}
+    assert set(by_name) == {"better", "inconclusive"}              # one bar group per verdict present
+    assert list(by_name["inconclusive"].x) == ["x: multi:average - single:b"]
+    assert by_name["better"].marker.color == F.VERDICT_STYLE["better"][0]
+    band = [s for s in adv.layout.shapes if s.type == "rect"]
+    assert len(band) == 1 and (band[0].y0, band[0].y1) == (-1.0, 1.0)
+    assert "+-1 pp equivalence margin" in adv.layout.title.text
+    assert [a.text for a in adv.layout.annotations] == ["better", "inconclusive"]   # no mde_pp: no MDE line
+    adv = F.advantage_bars(with_verdicts.assign(mde_pp=[0.8, 2.25]))
+    assert adv.layout.annotations[1].text == "inconclusive<br>MDE 2.25 pp"
+    assert adv.layout.annotations[1].y == pytest.approx(1.0)                       # above the interval's top
+    _hover_ok(adv)
 
     gap = F.gap_closed_bars(A.gap_closed_table(s))
     g = A.gap_closed_table(s)

@@ -16,6 +16,7 @@ except ImportError:  # tests/ as a package
     from tests.fake_run import FAKE_AXES, write_fake_conditions, write_fake_results, write_fake_run
 
 from mtkd.report import conditions as C
+from mtkd.report.figures import VERDICT_STYLE
 from mtkd.study.results import load_run
 
 PLANTED = {("toy3", "transfer", "120"): "better", ("toy2", "teachers", "a+b"): "worse",
@@ -70,7 +71,7 @@ def test_advantage_figure_one_point_per_value_in_order_with_the_csv_intervals(re
             np.testing.assert_allclose(trace.error_y.arrayminus, want["diff_pp"] - want["ci_low"])
             ringed = [w > 1 for w in trace.marker.line.width]
             assert ringed == [v == main for v in values]
-            assert list(trace.marker.symbol) == [C.VERDICT_STYLE[v][1] for v in want["verdict"]]
+            assert list(trace.marker.symbol) == [VERDICT_STYLE[v][1] for v in want["verdict"]]
     if task == "toy3":          # the planted verdicts are the markers
         (trace,) = _traces(fig, axis="transfer", comparison=HEADLINE)
         assert trace.marker.symbol[list(trace.x).index("120")] == "triangle-up"
