@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from mtkd.data.metrics import METRICS
+from mtkd.data.tasks import task_names
 from mtkd.kd.fusion import FUSERS
 
 REQUIRED = object()
@@ -312,11 +313,13 @@ def _cross_checks(p: dict) -> None:
     per_task = [("data.test_sizes", 0, None, "an integer >= 0 (0 = data.test_size)"),
                 ("data.train_sizes", 0, None, "an integer >= 0 (0 = all that remain)"),
                 ("student.task_epochs", 1, 100, "an integer from 1 to 100")]
-    for path, low, high, expected in per_task:
-        section, key = path.split(".")
+    known = task_names(p["data"])
+    for path, low, high, expected in per_task:            # an entry for a known task outside data.tasks waits
+        section, key = path.split(".")                    # unused (--set data.tasks=[trec] keeps the file's maps)
         for task, value in p[section][key].items():
-            if task not in tasks:
-                raise ParamsError(f"{path}.{task}: not one of data.tasks ({', '.join(tasks)})")
+            if task not in known:
+                raise ParamsError(f"{path}.{task}: not a known task (data.tasks: {', '.join(tasks)}; "
+                                  f"all known: {', '.join(known)})")
             if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
                 raise ParamsError(f"{path}.{task}: expected {expected}, got {value!r}")
 

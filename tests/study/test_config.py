@@ -75,7 +75,8 @@ def test_defaults_are_filled():
     (lambda r: r["data"].update(tasks=["snli", "snli"]), r"data\.tasks: has duplicates"),
     (lambda r: r.update(data=[1]), r"data: expected a mapping"),
     (lambda r: r["sweep"].update(enabled="yes"), r"sweep\.enabled: expected true or false"),
-    (lambda r: r["student"].update(task_epochs={"sst2": 3}), r"student\.task_epochs\.sst2: not one of data\.tasks"),
+    (lambda r: r["student"].update(task_epochs={"snil": 3}), r"student\.task_epochs\.snil: not a known task"),
+    (lambda r: r["data"].update(test_sizes={"tre": 10}), r"data\.test_sizes\.tre: not a known task .*all known: .*trec"),
     (lambda r: r["student"].update(task_epochs={"snli": 0}), r"student\.task_epochs\.snli: expected an integer from 1"),
     (lambda r: r["student"].update(task_epochs={"snli": 2.5}), r"student\.task_epochs\.snli: expected an integer"),
     (lambda r: r["student"].update(task_epochs={"snli": True}), r"student\.task_epochs\.snli: expected an integer"),
@@ -86,6 +87,15 @@ def test_bad_params_are_refused(change, message):
     change(raw)
     with pytest.raises(ParamsError, match=message):
         validate(raw)
+
+
+def test_per_task_maps_may_name_known_tasks_outside_data_tasks():
+    """A params file's per-task settings stay valid when --set data.tasks picks a subset of its tasks."""
+    raw = base()
+    raw["student"]["task_epochs"] = {"sst2": 3}                   # a GLUE task, not in the base's tasks
+    raw["data"]["test_sizes"] = {"trec": 50}
+    p = validate(raw)
+    assert "sst2" not in p.data.tasks and p.student.task_epochs == {"sst2": 3}
 
 
 def test_overrides_are_validated_like_the_file():
