@@ -50,8 +50,8 @@ def test_test_sizes_override_test_size_per_task():
 
 def test_test_sizes_are_checked(tmp_path):
     base = "params/smoke.yaml"
-    with pytest.raises(ParamsError, match=r"data\.test_sizes\.sst2: not one of data\.tasks"):
-        load_params(base, ["data.test_sizes={sst2: 100}"])
+    with pytest.raises(ParamsError, match=r"data\.test_sizes\.sst3: not a known task"):
+        load_params(base, ["data.test_sizes={sst3: 100}"])
     with pytest.raises(ParamsError, match=r"data\.test_sizes\.trec: expected an integer >= 0"):
         load_params(base, ["data.test_sizes={trec: -3}"])
     assert load_params(base, ["data.test_sizes={trec: 300}"]).data.test_sizes == {"trec": 300}
@@ -74,8 +74,8 @@ def test_train_sizes_override_train_size_per_task_and_zero_takes_all_that_remain
 
 def test_train_sizes_are_checked_and_named_in_errors():
     base = "params/smoke.yaml"
-    with pytest.raises(ParamsError, match=r"data\.train_sizes\.sst2: not one of data\.tasks"):
-        load_params(base, ["data.train_sizes={sst2: 100}"])
+    with pytest.raises(ParamsError, match=r"data\.train_sizes\.sst3: not a known task"):
+        load_params(base, ["data.train_sizes={sst3: 100}"])
     with pytest.raises(ParamsError, match=r"data\.train_sizes\.trec: expected an integer >= 0 \(0 = all that remain\)"):
         load_params(base, ["data.train_sizes={trec: 2.5}"])
     with pytest.raises(ValueError, match=r"data\.train_sizes\.trec=9000 but trec has only 4,481 training"):
