@@ -46,9 +46,11 @@ def kl_target_student(target_probs: np.ndarray, student_probs: np.ndarray) -> fl
     return float(terms.sum(1).mean())
 
 
-def static_targets(teacher_logits: np.ndarray, info: dict, fusers: list[str]) -> dict[str, np.ndarray]:
-    """Fuser -> target probabilities (N, C) on held-out examples for every fuser that is not learned
-    (label-aware fusers as their label-free fallback)."""
+def static_targets(teacher_logits: np.ndarray, info: dict, fusers: list[str],
+                   labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Fuser -> target probabilities (N, C) at T=1 for every fuser that is not learned, from the teachers'
+    logits (N, K, C) and the fusion info; label-aware fusers use ``labels`` where given (the train split)
+    and their label-free fallback where not (held-out splits)."""
     import torch
     from mtkd.kd.fusion import LEARNED_FUSERS, fuse
     from mtkd.study.fusion_args import fuser_arguments
@@ -57,7 +59,7 @@ def static_targets(teacher_logits: np.ndarray, info: dict, fusers: list[str]) ->
     for fuser in fusers:
         if fuser in LEARNED_FUSERS:
             continue
-        applied, kw = fuser_arguments(info, fuser, None)
+        applied, kw = fuser_arguments(info, fuser, labels)
         with torch.no_grad():
             out[fuser] = softmax(fuse(applied, z, **kw).double().numpy())
     return out

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mtkd.study.fidelity import static_targets
+from mtkd.study.fusion_args import FUSION_LABEL_SPLITS
 from mtkd.study.methods import Method
 
 PRED_COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
@@ -291,25 +293,11 @@ class RunResults:
         ``mtkd.study.fusion_args.FUSION_LABEL_SPLITS``).
         """
         def compute():
-            import torch
-            from mtkd.kd.fusion import LEARNED_FUSERS, fuse
-            from mtkd.study.fusion_args import FUSION_LABEL_SPLITS, fuser_arguments
             idx, z = self.teacher_logits(task, split)
-            info = self.fusion_info(task)
-            zt = torch.as_tensor(z, dtype=torch.float32)
             labels = None
             if split in FUSION_LABEL_SPLITS:
                 labels = self.examples(task, split).set_index("idx").loc[idx, "label"].to_numpy()
-            out = {}
-            for fuser in self.fusers(task):
-                if fuser in LEARNED_FUSERS:
-                    continue
-                applied, kw = fuser_arguments(info, fuser, labels)
-                with torch.no_grad():
-                    fused = fuse(applied, zt, **kw)
-                p = torch.softmax(torch.as_tensor(fused, dtype=torch.float64), dim=-1).numpy()
-                out[fuser] = p
-            return out
+            return static_targets(z, self.fusion_info(task), self.fusers(task), labels)
 
         return self._cached(("fused", task, split), compute)
 
