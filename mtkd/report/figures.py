@@ -296,8 +296,9 @@ def advantage_bars(comparisons: pd.DataFrame,
 
     ``comparisons``: columns ``task, a, b, diff_pp, ci_low, ci_high`` and ``verdict`` / ``margin_pp``
     (``comparisons.csv``; without ``verdict`` the bars are coloured by ``significant`` after Holm). The
-    grey band is the equivalence margin: a bar whose interval lies in it may be ``equivalent``, one whose
-    interval reaches past it and past 0 is ``inconclusive``. With several rows per task the bars are
+    dashed band is the equivalence margin: a bar whose interval lies in it may be ``equivalent`` (the
+    Holm-adjusted TOST decides), one whose interval reaches past it and past 0 is ``inconclusive``. With
+    several rows per task the bars are
     labelled ``task: a - b``.
     """
     df = comparisons.reset_index(drop=True)
