@@ -40,10 +40,18 @@ defaults where "all" cannot apply:
   ``selection`` = a stratified held-out part of GLUE train of ``selection_size``
   examples (**2,000 when 0**); ``train`` = the rest of GLUE train.
 * custom: ``test`` / ``selection`` files are used whole (or subsampled to their
-  size when > 0); without a selection file, a stratified ``selection`` is carved
+  size when > 0 and smaller than the file; a larger size uses the file whole and
+  logs one line); without a selection file, a stratified ``selection`` is carved
   out of train (``selection_size``, or 10 % of train when 0).
 
-Asking for more than there is raises ``ValueError`` naming the key.
+Asking for more than there is raises ``ValueError`` naming the key (a custom
+task's own test or selection file excepted, see above).
+
+A custom task's files are checked when it is loaded (``_custom_task``): every
+split has two classes or more, test and selection have no class train lacks,
+and no text is in two files (also after case folding and whitespace
+normalisation) unless ``data.allow_duplicates`` accepts it; ``files.unlabeled``
+is checked against the others when the transfer pool is read (``transfer_pool``).
 
 Example ids (``idx``)
 ---------------------
@@ -64,6 +72,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
 import sys
 import zlib
 from dataclasses import dataclass
@@ -183,6 +192,11 @@ def _train_key(data_params, name: str) -> str:
 def _test_size(data_params, name: str) -> int:
     """The task's test size: its entry in data.test_sizes, else data.test_size (0 = the default share)."""
     return int((_get(data_params, "test_sizes", {}) or {}).get(name) or _get(data_params, "test_size", 0))
+
+
+def _test_key(data_params, name: str) -> str:
+    """The param that set the task's test size, for messages."""
+    return f"data.test_sizes.{name}" if (_get(data_params, "test_sizes", {}) or {}).get(name) else "data.test_size"
 
 
 def _seed(split_seed: int, name: str, purpose: str) -> np.random.Generator:
@@ -666,19 +680,117 @@ def _label_counts(frame: pd.DataFrame, where: str) -> np.ndarray:
     return out
 
 
-def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str, what: str,
-          key: str | None = None) -> pd.DataFrame:
-    """A stratified subsample of ``size`` rows (all rows when 0); asking for more than there is names the key
-    (``data.<purpose>_size`` unless ``key`` says which param set the size)."""
-    if not size:
+def _take(frame: pd.DataFrame, size: int, seed: int, name: str, purpose: str) -> pd.DataFrame:
+    """A stratified subsample of ``size`` rows; all rows when ``size`` is 0 or not below the frame's length
+    (a user's own test or selection file is used whole then: ``_note_small_files`` says so)."""
+    if not size or size >= len(frame):
         return frame
-    if size > len(frame):
-        raise ValueError(f"{key or f'data.{purpose}_size'}={size} but {name} has only {_n(len(frame))} {what}")
     return frame.iloc[_stratified_take(frame["label"].to_numpy(), size, _seed(seed, name, purpose))]
 
 
+def _file_where(name: str, files: dict, split: str) -> str:
+    """How messages name one of a custom task's files: its param and its path."""
+    return f"data.custom.{name}.files.{split} ({Path(str(files[split])).expanduser()})"
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A text short enough to quote in a one-line message."""
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
+def _check_classes(task: Task, files: dict, frames: dict[str, pd.DataFrame]) -> None:
+    """Refuse a split with one class (it fails deep inside a teacher's solver, or scores nothing) and a test or
+    selection class that train never shows (no model can learn it: those rows can only be scored wrong)."""
+    names = task.label_names
+    for split in (s for s in SPLITS if s in frames):
+        present = np.unique(frames[split]["label"].to_numpy())
+        if len(present) < 2:
+            raise ValueError(f"{_file_where(task.name, files, split)}: all {_n(len(frames[split]))} rows are of "
+                             f"class {names[present[0]]!r}; a split needs at least two of the classes {list(names)}: "
+                             "add rows of the other classes")
+    trained = frames["train"]["label"].to_numpy()
+    for split in (s for s in ("selection", "test") if s in frames):
+        labels = frames[split]["label"].to_numpy()
+        unseen = ~np.isin(labels, trained)
+        if unseen.any():
+            classes = [repr(names[c]) for c in np.unique(labels[unseen])]
+            many, n = len(classes) > 1, int(unseen.sum())
+            raise ValueError(f"{_file_where(task.name, files, split)}: class{'es' if many else ''} "
+                             f"{', '.join(classes)} ({n} row{'s' * (n > 1)}, at {_rows(unseen, limit=3)}) never "
+                             f"appear{'' if many else 's'} in {_file_where(task.name, files, 'train')}, so no model "
+                             f"can learn {'them' if many else 'it'}: add training rows of "
+                             f"{'those classes' if many else 'that class'}, or drop those rows")
+
+
+def _text_keys(frame: pd.DataFrame, text_fields: tuple[str, ...], fold: bool) -> list[str]:
+    """One string per row, its text fields together; with ``fold`` case-folded and with whitespace stripped and
+    collapsed, so that texts a reader would call the same compare equal."""
+    cols = [frame[f].tolist() for f in text_fields]
+    if fold:
+        cols = [[" ".join(t.casefold().split()) for t in col] for col in cols]
+    return ["\x1f".join(parts) for parts in zip(*cols)]
+
+
+def _shared_rows(a: pd.DataFrame, b: pd.DataFrame, text_fields: tuple[str, ...]) -> list[tuple[int, int, bool]]:
+    """The rows of ``b`` whose text is also in ``a``, after folding: (row in b, first such row in a, exact)."""
+    first: dict[str, int] = {}
+    for i, k in enumerate(_text_keys(a, text_fields, fold=True)):
+        first.setdefault(k, i)
+    exact_a = set(_text_keys(a, text_fields, fold=False))
+    exact_b = _text_keys(b, text_fields, fold=False)
+    return [(j, first[k], exact_b[j] in exact_a) for j, k in enumerate(_text_keys(b, text_fields, fold=True))
+            if k in first]
+
+
+def _shared_note(task: Task, files: dict, frames: dict[str, pd.DataFrame], a: str, b: str,
+                 shared: list[tuple[int, int, bool]]) -> str:
+    """One pair of files' part of the duplicates message: both files, the rows (how many exact), 3 examples."""
+    examples = ", ".join(f"{b} row {j} = {a} row {k} {_excerpt(' / '.join(frames[b].iloc[j][list(task.text_fields)]))}"
+                         for j, k, _ in shared[:3])
+    return (f"{_file_where(task.name, files, a)} and {_file_where(task.name, files, b)}: {_n(len(shared))} "
+            f"row{'s' * (len(shared) > 1)} of {b} ({sum(e for *_, e in shared):,} exact), e.g. {examples}")
+
+
+def _check_duplicates(task: Task, files: dict, frames: dict[str, pd.DataFrame], pairs: list[tuple[str, str]],
+                      allowed: bool) -> None:
+    """Refuse a text found in both files of a pair (exactly, or after case folding and whitespace normalisation):
+    a test text seen in training scores memory, and one in the transfer pool leaks the test into the students.
+    ``data.allow_duplicates`` accepts them, with one line in the log. Repeats within one file are no leak."""
+    shared = {(a, b): _shared_rows(frames[a], frames[b], task.text_fields) for a, b in pairs}
+    total = sum(len(rows) for rows in shared.values())
+    if not total:
+        return
+    found = (f"data.custom.{task.name}: {_n(total)} row{'s repeat' if total > 1 else ' repeats'} a text of another "
+             "file (exactly, or after case folding and whitespace normalisation)")
+    if allowed:
+        _announce(f"{found}; accepted (data.allow_duplicates: true)")
+        return
+    notes = "; ".join(_shared_note(task, files, frames, a, b, rows) for (a, b), rows in shared.items() if rows)
+    raise ValueError(f"{found}, a leak between splits: {notes}; remove them from one of the files, or set "
+                     "data.allow_duplicates: true to accept them")
+
+
+def _note_small_files(task: Task, files: dict, data_params, frames: dict[str, pd.DataFrame]) -> None:
+    """A user who brings a test or selection file expects it used: one smaller than the size asked for is
+    used whole (where a built-in task would refuse), and the log says so."""
+    asked = {"selection": (int(_get(data_params, "selection_size", 0)), "data.selection_size"),
+             "test": (_test_size(data_params, task.name), _test_key(data_params, task.name))}
+    for split, (size, key) in asked.items():
+        if split in frames and size > len(frames[split]):
+            _announce(f"{key}={size} but {_file_where(task.name, files, split)} has only {_n(len(frames[split]))} "
+                      f"rows: the {split} split is the whole file")
+
+
 def _custom_task(name: str, cfg: dict, data_params) -> Task:
-    return _custom_parts(name, cfg, data_params)[0]
+    """The custom task, its labeled files checked once, here, when it is loaded (``transfer_pool`` re-reads them
+    and checks ``files.unlabeled``, which a study without a transfer set never opens)."""
+    task, frames = _custom_parts(name, cfg, data_params)
+    files = cfg["files"]
+    _check_classes(task, files, frames)
+    _check_duplicates(task, files, frames, list(itertools.combinations(frames, 2)),
+                      bool(_get(data_params, "allow_duplicates", False)))
+    _note_small_files(task, files, data_params, frames)
+    return task
 
 
 def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = False) -> tuple[Task, dict]:
@@ -697,8 +809,12 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
     if len(set(text_fields)) != len(text_fields) or label_field in text_fields or "idx" in text_fields:
         raise ValueError(f"{key}: text_fields {list(text_fields)} must be distinct and differ from the label "
                          f"field {label_field!r} and 'idx'")
-    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+    if len(label_names) < 2:
         raise ValueError(f"{key}.label_names: need at least two distinct names, got {list(label_names)}")
+    repeated = sorted({n for n in label_names if label_names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{key}.label_names: {', '.join(map(repr, repeated))} repeated in {list(label_names)}; "
+                         "label id i is the i-th name, so each class needs a name of its own: remove the repeat")
     if counts_fields and len(counts_fields) != len(label_names):
         raise ValueError(f"{key}.label_counts_fields: one count column per class in label_names order: "
                          f"{len(label_names)} needed for {list(label_names)}, got {len(counts_fields)}: "
@@ -722,11 +838,11 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
     frames: dict[str, pd.DataFrame] = {}
     idx_from: dict[str, str] = {}
     next_idx = 0
-    for split in ("train", "selection", "test", *(("unlabeled",) if with_unlabeled else ())):
+    for split in (*SPLITS, *(("unlabeled",) if with_unlabeled else ())):
         if not files.get(split):
             continue
         path = Path(str(files[split])).expanduser()
-        where = f"{key}.files.{split} ({path})"
+        where = _file_where(name, files, split)
         df = _read_file(path, f"{key}.files.{split}")
         labeled = split != "unlabeled"          # the unlabeled file: its text columns (and idx) only
         needed = (*text_fields, label_field, *counts_fields) if labeled else text_fields
@@ -785,7 +901,7 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
     test_size = _test_size(data_params, name)
     train = frames["train"]
     if "selection" in frames:
-        sel = _take(frames["selection"], sel_size, seed, name, "selection", f"examples in {files['selection']}")
+        sel = _take(frames["selection"], sel_size, seed, name, "selection")
     else:
         sel_n = sel_size or max(1, round(CUSTOM_SELECTION_FRACTION * len(train)))
         if sel_n >= len(train):
@@ -795,8 +911,11 @@ def _custom_parts(name: str, cfg: dict, data_params, with_unlabeled: bool = Fals
         pos = _stratified_take(train["label"].to_numpy(), sel_n, _seed(seed, name, "selection"))
         sel = train.iloc[pos]
         train = train.iloc[np.setdiff1d(np.arange(len(train)), pos)]
-    train = _take(train, train_size, seed, name, "train", "training examples left", _train_key(data_params, name))
-    test = _take(frames["test"], test_size, seed, name, "test", f"examples in {files['test']}")
+    if train_size > len(train):
+        raise ValueError(f"{_train_key(data_params, name)}={train_size} but {name} has only {_n(len(train))} "
+                         "training examples left")
+    train = _take(train, train_size, seed, name, "train")
+    test = _take(frames["test"], test_size, seed, name, "test")
 
     source = "; ".join(f"{s}: {files[s]}" for s in SPLITS if files.get(s))
     metrics = (metric,) if metric == "accuracy" else (metric, "accuracy")
@@ -917,6 +1036,8 @@ def transfer_pool(name: str, data_params=None, size: int | None = None) -> pd.Da
         cfg = custom[name]
         task, files = _custom_parts(name, cfg, data_params, with_unlabeled=True)
         if "unlabeled" in files:
+            _check_duplicates(task, cfg["files"], files, [(s, "unlabeled") for s in SPLITS if s in files],
+                              bool(_get(data_params, "allow_duplicates", False)))
             pool, where = files["unlabeled"], f"data.custom.{name}.files.unlabeled ({cfg['files']['unlabeled']})"
         else:
             used = np.concatenate([task.splits[s]["idx"].to_numpy() for s in ("train", "selection")])

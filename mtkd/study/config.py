@@ -123,6 +123,7 @@ SCHEMA: dict = {
         "max_length": Field("int", 64, "max tokens per example", min=8, max=4096),
         "glue_dir": Field("str", "", "local folder in the hub's GLUE parquet layout (<dir>/<task>/<split>-00000-of-00001.parquet); "
                           "empty = load GLUE from the hub"),
+        "allow_duplicates": Field("bool", False, "custom tasks: accept texts shared by two files (refused by default)"),
         "custom": MapOf(CUSTOM_TASK, help="bring-your-own tasks: name -> files and fields"),
     },
     "teachers": MapOf(TEACHER, help="teacher name -> how to build it", nonempty=True),

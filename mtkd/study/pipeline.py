@@ -198,9 +198,10 @@ class Run:
         custom = d.custom.get(task)
         if custom is not None and "unlabeled" in custom["files"]:
             custom = {**custom, "files": {k: v for k, v in custom["files"].items() if k != "unlabeled"}}
-        # counts_rows_only joins the key only when set: runs made before it existed keep their caches
-        return config.params_hash({k: v for k, v in d.items()
-                                   if k not in ("tasks", "custom") and not (k == "counts_rows_only" and not v)},
+        # counts_rows_only and allow_duplicates join the key only when set: runs made before they existed
+        # keep their caches
+        return config.params_hash({k: v for k, v in d.items() if k not in ("tasks", "custom")
+                                   and not (k in ("counts_rows_only", "allow_duplicates") and not v)},
                                   custom, task, CODE_VERSION)
 
     def transfer_key(self, task: str) -> str:

@@ -295,7 +295,7 @@ def _rows(n, seed=0, names=None, n_labels=2, pair=False):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % n_labels
     rng.shuffle(y)
-    out = {"text": [f"review {i} was {WORDS[v]}" for i, v in enumerate(y)],
+    out = {"text": [f"review {seed}-{i} was {WORDS[v]}" for i, v in enumerate(y)],     # no text in two files
            "label": [names[v] for v in y] if names else y.tolist()}
     if pair:
         out["other"] = [f"second {i}" for i in range(n)]
@@ -328,9 +328,9 @@ def test_custom_csv_int_labels_selection_carved(tmp_path):
 
 def test_custom_jsonl_name_labels_three_classes(tmp_path):
     names = ["bad", "good", "meh"]
-    for split, n in (("train", 60), ("test", 21), ("selection", 12)):
-        _rows(n, names=names, n_labels=3, pair=True).to_json(tmp_path / f"{split}.jsonl", orient="records",
-                                                              lines=True)
+    for seed, (split, n) in enumerate((("train", 60), ("test", 21), ("selection", 12))):
+        _rows(n, seed, names=names, n_labels=3, pair=True).to_json(tmp_path / f"{split}.jsonl",
+                                                                    orient="records", lines=True)
     cfg = custom({s: tmp_path / f"{s}.jsonl" for s in ("train", "test", "selection")},
                  text_fields=["text", "other"], label_names=names, metric="macro_f1")
     task = load_custom(cfg, train_size=30, selection_size=9)
@@ -355,7 +355,7 @@ def test_custom_train_sizes_entry_sets_and_names_the_train_size(tmp_path):
 
 def test_custom_parquet_with_idx_and_names(tmp_path):
     tr = _rows(40, names=["neg", "pos"]).assign(idx=np.arange(1000, 1040))
-    te = _rows(20, names=["neg", "pos"]).assign(idx=np.arange(5000, 5020))
+    te = _rows(20, seed=1, names=["neg", "pos"]).assign(idx=np.arange(5000, 5020))
     tr.to_parquet(tmp_path / "train.parquet")
     te.to_parquet(tmp_path / "test.parquet")
     task = load_custom(custom({"train": tmp_path / "train.parquet", "test": tmp_path / "test.parquet"},

@@ -30,7 +30,7 @@ def counts_frame(n: int, start: int, seed: int) -> pd.DataFrame:
         y = i % 3
         votes = np.bincount(rng.choice(3, size=5 - (k := int(rng.integers(3, 6))), replace=True), minlength=3)
         votes[y] += k
-        rows.append({"idx": start + i, "text": f"{WORDS[y]} item {i} {WORDS[int(rng.integers(3))]}",
+        rows.append({"idx": start + i, "text": f"{WORDS[y]} item {start + i} {WORDS[int(rng.integers(3))]}",
                      "label": NAMES[y], "v_yes": votes[0], "v_maybe": votes[1], "v_no": votes[2]})
     return pd.DataFrame(rows)
 

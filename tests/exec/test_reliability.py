@@ -42,7 +42,7 @@ def write_yaml(path: Path, obj) -> Path:
 
 def toy_frame(n: int, start: int = 0) -> pd.DataFrame:
     words = ["good", "great", "fine", "bad", "awful", "poor"]
-    rows = [{"idx": start + i, "text": f"{words[i % 6]} film number {i}", "label": TOY_LABELS[int(i % 6 < 3)]}
+    rows = [{"idx": start + i, "text": f"{words[i % 6]} film number {start + i}", "label": TOY_LABELS[int(i % 6 < 3)]}
             for i in range(n)]
     return pd.DataFrame(rows)
 

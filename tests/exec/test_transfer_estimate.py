@@ -14,7 +14,8 @@ from mtkd.study.pipeline import Run, student_methods
 def _params_file(tmp_path, transfer_size: int):
     rng = np.random.default_rng(0)
     for split, n in (("train", 100), ("test", 40), ("unlabeled", 70)):
-        frame = pd.DataFrame({"text": [f"a review {i} that is {rng.choice(['good', 'bad'])}" for i in range(n)]})
+        frame = pd.DataFrame({"text": [f"a {split} review {i} that is {rng.choice(['good', 'bad'])}"
+                                       for i in range(n)]})
         if split != "unlabeled":
             frame["label"] = rng.integers(0, 2, n)
         frame.to_csv(tmp_path / f"{split}.csv", index=False)

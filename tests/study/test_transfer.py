@@ -21,8 +21,9 @@ FILLER = ["the", "film", "was", "quite", "a", "plot", "and", "it", "story", "cas
 SEED = 1
 
 
-def _texts(rng, y) -> list[str]:
-    return [" ".join([*rng.choice(FILLER, 4), *rng.choice(WORDS[int(v)], 2)]) for v in y]
+def _texts(rng, y, name: str) -> list[str]:
+    """Random filler and class words, then the file's name and the row number: no text repeats across files."""
+    return [" ".join([*rng.choice(FILLER, 4), *rng.choice(WORDS[int(v)], 2), name, str(i)]) for i, v in enumerate(y)]
 
 
 def write_toy(folder, unlabeled_label=None, n_unlabeled=80):
@@ -32,8 +33,8 @@ def write_toy(folder, unlabeled_label=None, n_unlabeled=80):
     rng = np.random.default_rng(0)
     for split, n in (("train", 120), ("test", 40)):
         y = rng.integers(0, 2, n)
-        pd.DataFrame({"text": _texts(rng, y), "label": y}).to_csv(folder / f"{split}.csv", index=False)
-    frame = pd.DataFrame({"text": _texts(rng, rng.integers(0, 2, n_unlabeled))})
+        pd.DataFrame({"text": _texts(rng, y, split), "label": y}).to_csv(folder / f"{split}.csv", index=False)
+    frame = pd.DataFrame({"text": _texts(rng, rng.integers(0, 2, n_unlabeled), "unlabeled")})
     if unlabeled_label is not None:
         frame["label"] = np.random.default_rng(unlabeled_label).integers(0, 2, n_unlabeled)
     frame.to_csv(folder / "unlabeled.csv", index=False)
