@@ -12,7 +12,8 @@ What is measured (benchmarks/README.md explains each figure):
 * ``speedup_vs_hf_trainer``: mtkd.kd.loop.fit vs a Hugging Face Trainer subclass adding the same KD loss,
   DataCollatorWithPadding (dynamic padding), the library's default random batches;
 * ``matmul_peak_fraction``: FLOP/s of our training step at sequence length 128 over the fastest large
-  torch matmul (fp32 and bf16 measured, the larger is the peak);
+  torch matmul (fp32 and bf16 measured, the larger is the peak; on a CPU that only emulates bf16, bf16 is
+  timed at n <= 512 only, as its output line says);
 * logit extraction (mtkd.kd.loop.predict) vs a bare forward loop; cost vs number of teachers K, cached vs
   online; the study's student grid projected from the measured per-step figures; peak RSS.
 
@@ -51,7 +52,7 @@ import torch  # noqa: E402
 import peers  # noqa: E402
 from mtkd.data import models, tasks as data  # noqa: E402
 from mtkd.kd import fusion  # noqa: E402
-from mtkd.kd.devices import pick_precision, set_threads  # noqa: E402
+from mtkd.kd.devices import cpu_has_bf16, pick_precision, set_threads  # noqa: E402
 from mtkd.kd.loop import Encoded, KDTarget, TrainConfig, collate, encode, fit, length_batches, predict  # noqa: E402
 from mtkd.study import config  # noqa: E402
 
@@ -208,7 +209,7 @@ def machine() -> dict:
             "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu_bf16": any(f in flags for f in ("avx512_bf16", "amx_bf16")),
+            "platform": platform.platform(), "cpu_bf16": cpu_has_bf16(),
             "cpu_amx": "amx_tile" in flags, "loadavg_start": list(os.getloadavg())}
 
 
@@ -272,15 +273,35 @@ class Bench:
 
 # ---------------------------------------------------------------- sections
 
+EMULATED_BF16_MAX_N = 512    # without avx512_bf16 / amx_bf16 a bf16 matmul is emulated: n=4096 takes minutes
+
+
+def matmul_plan(mode: Mode) -> tuple[dict, str | None]:
+    """The sizes to time per dtype, and a note when bf16 is not measured at the mode's sizes.
+
+    bf16 at every size only where the CPU computes it natively (`mtkd.kd.devices.cpu_has_bf16`, the test
+    ``precision: auto`` uses); where oneDNN only emulates it, at n <= EMULATED_BF16_MAX_N (where that is
+    none of the mode's sizes, at n = EMULATED_BF16_MAX_N); without oneDNN not at all."""
+    sizes = tuple(mode.matmul_sizes)
+    plan = {"fp32": sizes}
+    if cpu_has_bf16():
+        return {**plan, "bf16": sizes}, None
+    if not torch.backends.mkldnn.is_available():
+        return plan, "bf16 skipped: no native bf16 and no oneDNN on this CPU"
+    small = tuple(n for n in sizes if n <= EMULATED_BF16_MAX_N) or (EMULATED_BF16_MAX_N,)
+    return {**plan, "bf16": small}, (f"bf16 emulated on this CPU: measured at n={'/'.join(map(str, small))} only "
+                                     "(no avx512_bf16 / amx_bf16)")
+
+
 def section_matmul(b: Bench) -> dict:
-    """The fastest large matmul torch offers here, in fp32 and bf16 (C = A @ B, n x n)."""
+    """The fastest large matmul torch offers here, in fp32 and bf16 (C = A @ B, n x n; `matmul_plan`)."""
     out = {}
-    dtypes = {"fp32": torch.float32}
-    if b.dtype == torch.bfloat16 or torch.backends.mkldnn.is_available():
-        dtypes["bf16"] = torch.bfloat16
-    for name, dt_ in dtypes.items():
+    plan, note = matmul_plan(b.mode)
+    for name, sizes in plan.items():
+        dt_ = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
         per = {}
-        for n in b.mode.matmul_sizes:
+        for n in sizes:
+            t_n = time.perf_counter()
             x = torch.randn(n, n).to(dt_)
             y = torch.randn(n, n).to(dt_)
             torch.matmul(x, y)                                        # warm-up
@@ -292,14 +313,21 @@ def section_matmul(b: Bench) -> dict:
                 cs.append(time.process_time() - c0)
             per[str(n)] = summary([2 * n ** 3 / t / 1e9 for t in ts])
             per[str(n)]["gflops_per_cpu_second"] = 2 * n ** 3 * len(cs) / sum(cs) / 1e9
+            log(f"  matmul {name} n={n}: {per[str(n)]['max']:.0f} GFLOP/s ({time.perf_counter() - t_n:.1f} s)")
         best = max(per, key=lambda k: per[k]["max"])
         # the peak is the best repetition of the best size: what the machine can do (a busy machine only
         # lowers a mean), and a higher peak makes our fraction smaller, never larger
         out[name] = {"gflops_by_size": per, "best_size": int(best), "gflops": per[best]["max"],
                      "gflops_per_cpu_second": per[best]["gflops_per_cpu_second"]}
-        log(f"matmul {name}: {out[name]['gflops']:.0f} GFLOP/s (n={best})")
-    out["peak_gflops"] = max(v["gflops"] for v in out.values())
-    out["peak_dtype"] = max((k for k in dtypes), key=lambda k: out[k]["gflops"])
+        extra = f"; {note}" if name == "bf16" and note else ""
+        log(f"matmul {name}: {out[name]['gflops']:.0f} GFLOP/s (n={best}){extra}")
+    if note and "bf16" in out:
+        out["bf16"]["note"] = note
+    elif note:
+        log(f"matmul {note}")                  # "matmul bf16 skipped: ..."
+    out["bf16_note"] = note                    # None: bf16 measured at the mode's sizes (native bf16)
+    out["peak_gflops"] = max(out[k]["gflops"] for k in plan)
+    out["peak_dtype"] = max(plan, key=lambda k: out[k]["gflops"])
     return out
 
 
@@ -698,6 +726,7 @@ def table(res: dict) -> str:
     mm, l1 = f["matmul"], f["train_step_l128"]
     lines += ["", f"matmul peak: fp32 {mm['fp32']['gflops']:.0f} GFLOP/s, "
               + (f"bf16 {mm['bf16']['gflops']:.0f} GFLOP/s" if "bf16" in mm else "bf16 n/a")
+              + (f" ({mm['bf16_note']})" if mm.get("bf16_note") else "")
               + f"; our training step at L128 x {l1['batch']}: "
               + ", ".join(f"{k} {l1[k]['gflops']['mean']:.0f} GFLOP/s ({l1[k]['step_seconds']['mean']:.2f} s/step)"
                           for k in ("fp32", "bf16") if k in l1)]
@@ -754,6 +783,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             figures[name] = fn(*a)
             took[name] = round(time.perf_counter() - t0, 1)
+            log(f"{name}: done in {took[name]:.0f} s")
 
         timed("matmul", section_matmul, b)
         timed("train_step_l128", section_l128, b, figures["matmul"])

@@ -101,3 +101,57 @@ def test_other_figures_have_their_shapes(smoke):
     assert f["memory"]["peak_rss_gb"] > 0
     assert "study_cold_seconds" in f["study_times"]
     assert "speedup_vs_textbrewer" in table and "goal" in table
+
+
+def _bench_module():
+    """benchmarks/run.py imported (not run): its plan and sections, without a subprocess."""
+    import importlib.util
+    if "mtkd_bench_run" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("mtkd_bench_run", ROOT / "benchmarks" / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module                 # its dataclasses look their module up while defined
+        environ, path = dict(os.environ), list(sys.path)
+        try:
+            spec.loader.exec_module(module)
+        finally:                                        # its env defaults and sys.path entry stay out of other tests
+            os.environ.clear()
+            os.environ.update(environ)
+            sys.path[:] = path
+    return sys.modules["mtkd_bench_run"]
+
+
+@pytest.mark.parametrize("mode", ["quick", "full", "smoke"])
+def test_matmul_times_bf16_small_or_not_at_all_where_the_cpu_only_emulates_it(monkeypatch, mode):
+    """Without avx512_bf16 / amx_bf16 a bf16 matmul at n=4096 takes minutes: bf16 is timed at n <= 512 only
+    (or skipped without oneDNN), and the output says so. Only the plan is checked: no matmul runs here."""
+    bench = _bench_module()
+    m = bench.MODES[mode]
+    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(bench.torch.backends.mkldnn, "is_available", lambda: True)
+    plan, note = bench.matmul_plan(m)
+    assert plan["fp32"] == tuple(m.matmul_sizes)
+    assert plan["bf16"] and max(plan["bf16"]) <= 512
+    assert note.startswith("bf16 emulated on this CPU: measured at n=") and "only" in note
+    monkeypatch.setattr(bench.torch.backends.mkldnn, "is_available", lambda: False)
+    plan, note = bench.matmul_plan(m)
+    assert "bf16" not in plan and "skipped" in note
+    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: True)              # native bf16: every size, no note
+    assert bench.matmul_plan(m) == ({"fp32": tuple(m.matmul_sizes), "bf16": tuple(m.matmul_sizes)}, None)
+
+
+def test_section_matmul_reports_emulated_bf16_per_size(monkeypatch, capsys):
+    """section_matmul follows the plan, prints a line per size and puts the note in its bf16 line and figure."""
+    bench = _bench_module()
+    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(bench.torch.backends.mkldnn, "is_available", lambda: True)
+    tiny = bench.MODES["smoke"].__class__(**{**bench.asdict(bench.MODES["smoke"]), "matmul_sizes": (16, 1024),
+                                             "matmul_reps": 1})
+    sizes = []
+    real = bench.torch.randn
+    monkeypatch.setattr(bench.torch, "randn", lambda n, _m: sizes.append(n) or real(min(n, 16), min(n, 16)))
+    out = bench.section_matmul(type("B", (), {"mode": tiny})())
+    assert sizes == [16, 16, 1024, 1024, 16, 16]                 # bf16: n <= 512 only, never 1024
+    assert set(out["bf16"]["gflops_by_size"]) == {"16"} and "emulated" in out["bf16_note"]
+    err = capsys.readouterr().err
+    assert "matmul fp32 n=1024" in err and "matmul bf16 n=16" in err and "bf16 n=1024" not in err
+    assert "measured at n=16 only" in next(l for l in err.splitlines() if l.startswith("bench: matmul bf16:"))
