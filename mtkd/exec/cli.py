@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", parents=[debug], help="seeds and test examples that would reach a target MDE, "
                         "from a finished run's variance components")
     pl.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
-    pl.add_argument("--mde", type=float, default=1.0, help="target minimum detectable effect in pp (default 1.0)")
+    pl.add_argument("--mde", type=float, default=1.5, help="target minimum detectable effect in pp (default 1.5)")
     return p
 
 
@@ -93,6 +93,12 @@ def _summary(args) -> int:
     print()
     print(report.markdown(report.verdicts(run)))
     print()
+    print(report.markdown(report.design(run)))
+    confirming = report.confirming_table(run)
+    if len(confirming):
+        print()
+        print(report.markdown(confirming))
+    print()
     print(report.markdown(report.variance_components(run)))
     per_class = report.per_class_f1(run)
     if len(per_class):
@@ -111,8 +117,10 @@ def _plan(args) -> int:
     run = load_run(args.run_dir)
     table = report.plan(run, args.mde)
     st = report.stats_params(run)
-    print(f"Test examples needed per task for an MDE of {args.mde:g} pp ({st['power']:.0%} power, two-sided, "
-          f"level {st['significance']:g} / {len(run.comparisons)} comparisons), by number of seeds:")
+    primary = int((run.comparisons["family"] == "primary").sum()) if "family" in run.comparisons else 0
+    print(f"Seeds and test examples that reach an MDE of {args.mde:g} pp ({st['power']:.0%} power, two-sided) and "
+          f"{st['power']:.0%} power for TOST to find 'equivalent' within +-{st['equivalence_margin']:g} pp at a "
+          f"true difference of 0 (level {st['significance']:g} / {primary} primary comparisons), by number of seeds:")
     print()
     print(report.markdown(table))
     return 0

@@ -204,9 +204,10 @@ def makespan(durations: list[float], workers: int) -> float:
 
 def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
     p = run.params
-    teachers, logits, students, sweep = [], [], [], []
+    teachers, logits, students, confirm, sweep = [], [], [], [], []
     mem = {"teachers": 0.0, "logits": 0.0, "students": 0.0, "sweep": 0.0}
-    desc = {"teachers": {}, "logits": {}, "students": {}, "sweep": {}}
+    desc = {"teachers": {}, "logits": {}, "students": {}, "confirm": {}, "sweep": {}}
+    planned = confirm_counts(run)
     st = p.student
     s_arch, _ = arch_of(st.model, st.layers)
     sw = p.sweep
@@ -255,6 +256,11 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
         n_transfer = p.distill.transfer_size
         transfer = f"; + {n_transfer:,} transfer examples per distilled student" if n_transfer else ""
         desc["students"][name] = f"{k} x ~{_fmt_time(one)} ({n_methods} methods x {len(p.seeds)} seeds{transfer})"
+        if name in planned:                      # the primary comparisons' methods on the fresh seeds
+            seeds, known = planned[name]
+            confirm += [student_seconds(n_train), one, one] * seeds     # baseline, best single, best multi
+            desc["confirm"][name] = (f"{3 * seeds} x ~{_fmt_time(one)} (3 methods x {seeds} fresh seeds, "
+                                     + ("as planned)" if known else "the worst case: stats.max_confirm_seeds)"))
         if n_sweep_methods:
             one = student_seconds(n_train + p.distill.transfer_size)      # every sweep student distils
             k = n_sweep_methods * grid * len(p.seeds)
@@ -267,11 +273,29 @@ def stage_plans(run: Run, hw: Hardware, half: bool) -> list[StagePlan]:
     out = [StagePlan("teachers", teachers, mem["teachers"], desc["teachers"]),
            StagePlan("logits", logits, mem["logits"], {}),
            StagePlan("students", students, mem["students"], desc["students"])]
+    if confirm:
+        out.append(StagePlan("confirm", confirm, mem["students"], desc["confirm"]))
     if sweep:
         out.append(StagePlan("sweep", sweep, mem["sweep"], desc["sweep"]))
     if p.conditions.axes:
         out.append(condition_stage_plan(run, hw, half))
     return out
+
+
+def confirm_counts(run: Run) -> dict[str, tuple[int, bool]]:
+    """Per task, the confirming stage's fresh seeds and whether they are planned (True) or the worst case,
+    the cap (False: the plan needs the choosing stage's students)."""
+    cap = run.params.stats.max_confirm_seeds
+    if not cap:
+        return {}
+    from mtkd.study.confirm import PLAN_FILE
+    from mtkd.study import io
+    path = run.dir / PLAN_FILE
+    if path.exists():
+        plan_file = io.read_json(path)
+        if set(plan_file["tasks"]) == set(run.tasks) and plan_file["max_seeds"] == cap:
+            return {t: (len(v["seeds"]), True) for t, v in plan_file["tasks"].items()}
+    return {t: (cap, False) for t in run.tasks}
 
 
 def best_or_first_teacher(run: Run, task: str) -> str:
@@ -391,6 +415,16 @@ def describe_plan(run: Run) -> list[str]:
     lines.append(f"  units: teachers {len(run.tasks) * n_t} ({n_t} per task), logits {len(run.tasks) * n_t}, "
                  f"students {n_students} ({len(student_methods(run))} methods x {len(p.seeds)} seeds = {per_task} "
                  f"per task)")
+    counts = confirm_counts(run)
+    if counts:
+        planned = all(known for _, known in counts.values())
+        n = sum(3 * k for k, _ in counts.values())
+        lines.append(f"  confirm: {'' if planned else 'at most '}{n} units (stage 2: best single, best multi and "
+                     f"baseline on {p.stats.min_confirm_seeds}-{p.stats.max_confirm_seeds} fresh seeds per task, "
+                     + ("as planned from stage 1)" if planned else "planned from stage 1's variance once it is "
+                        "trained; the time below is this worst case)"))
+    else:
+        lines.append("  confirm: off (stats.max_confirm_seeds: 0; the primary comparisons share seeds with the choice)")
     if p.sweep.enabled:
         grid = len(p.sweep.temperatures) * len(p.sweep.alphas)
         n = len(run.tasks) * len(p.sweep.methods) * grid * len(p.seeds)

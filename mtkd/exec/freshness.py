@@ -4,8 +4,9 @@ A notebook's *execution key* hashes its own cells (source only, not outputs), th
 the mtkd package and the pinned environment (pyproject.toml), the run's params except those
 that only change the rendering (:data:`RENDER_ONLY`) or how the units ran
 (:data:`EXECUTION_ONLY`), and the content of the run's files
-that notebooks read (:func:`inputs_digest`: prepared data, logits, fusion info, results,
-gates, sweep results, and the list of finished cache units). Its *render key* adds the
+that notebooks read (:func:`inputs_digest`: prepared data, logits, fusion info, the result files
+the results stage writes, and the list of finished cache units). Only those known files count:
+anything else in the run folder (a user's notes, a ``.DS_Store``) changes no key. Its *render key* adds the
 rendering params. The runner records both after a notebook ran (:func:`record`) and skips
 a notebook whose keys still match and whose pages exist (:func:`status`).
 
@@ -21,13 +22,19 @@ import json
 from pathlib import Path
 
 from mtkd.study import config, io
+from mtkd.study.collect import CONFIRM_FILES, RESULT_FILES, SWEEP_FILES
+from mtkd.study.condition_results import CONDITION_FILES
 
 PACKAGE = Path(__file__).resolve().parents[1]          # the whole mtkd package
 PYPROJECT = PACKAGE.parent / "pyproject.toml"
 RENDER_ONLY = ("html", "show_code")          # report.<key>: change the HTML, not what a notebook computes
 EXECUTION_ONLY = ("workers", "threads")      # how the units ran: whatever they change reaches a notebook as files
-SKIPPED_DIRS = ("reports", "stages", "cache")  # cache: only its finished units' markers count
-SKIPPED_FILES = ("params.yaml", ".lock", ".complete")
+# What notebooks read of a run (params.yaml is not among them: the params enter a key through `keys`,
+# without the rendering-only ones). cache/ counts by its finished units' markers (`inputs_digest`).
+INPUT_FILES = (*RESULT_FILES, *CONFIRM_FILES, *CONDITION_FILES, *SWEEP_FILES)   # top-level files the results
+                                                                                # stage writes
+INPUT_DIRS = ("data", "logits", "fusion")                          # prepared data, teacher logits, fusion info
+MARKER = ".done"        # the only dot file read inside INPUT_DIRS; other dot files are temporaries or OS litter
 
 
 def keys_dir(run_dir: Path) -> Path:
@@ -64,17 +71,17 @@ def notebook_digest(path: Path) -> str:
 
 
 def inputs_digest(run_dir: Path) -> str:
-    """Content of every file of the run that notebooks read, plus the names of the finished cache units."""
+    """Content of the run's files that notebooks read (:data:`INPUT_FILES`, everything under
+    :data:`INPUT_DIRS` but hidden files other than unit markers), plus the names of the finished cache units.
+    Any other file of the run folder is not read by a notebook, so it changes nothing."""
     run_dir = Path(run_dir)
     h = hashlib.sha256()
-    files = []
-    for top in run_dir.iterdir():
-        if top.name in SKIPPED_DIRS or top.name in SKIPPED_FILES:
-            continue
-        files += [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
+    files = [run_dir / name for name in INPUT_FILES if (run_dir / name).is_file()]
+    for name in INPUT_DIRS:
+        if (run_dir / name).is_dir():
+            files += [p for p in (run_dir / name).rglob("*")
+                      if p.is_file() and not (p.name.startswith(".") and p.name != MARKER)]
     for p in sorted(files):
-        if p.name.startswith(".") and p.name.endswith(".tmp"):      # a writer's temporary, never read
-            continue
         h.update(str(p.relative_to(run_dir)).encode() + b"\0" + _file_digest(p).encode())
     cache = run_dir / "cache"
     done = sorted(str(p.relative_to(cache)) for p in cache.rglob(".done")

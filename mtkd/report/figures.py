@@ -331,11 +331,15 @@ def advantage_bars(comparisons: pd.DataFrame,
             hovertemplate=("%{customdata[0]} - %{customdata[1]}<br>difference %{y:+.2f} pp"
                            "<br>CI [%{customdata[2]:.2f}, %{customdata[3]:.2f}]<br>adjusted p %{customdata[4]:.3g}"
                            "<extra></extra>")))
-    if "verdict" in df:                            # the verdict (and the power) written above each bar
+    if "verdict" in df:                            # the verdict (and the power, or why none) above each bar
         mde = df["mde_pp"] if "mde_pp" in df else pd.Series(np.nan, index=df.index)
-        for xx, top, v, m in zip(x, df[["ci_high", "diff_pp"]].max(axis=1), group, mde):
-            fig.add_annotation(x=xx, y=top, text=v + ("" if pd.isna(m) else f"<br>MDE {m:.2f} pp"),
-                               showarrow=False, yanchor="bottom", yshift=4, font=dict(size=11))
+        notes = df["note"].fillna("") if "note" in df else pd.Series("", index=df.index)
+        seeds = df["seeds"].astype(str).str.split() if "seeds" in df else pd.Series([[]] * len(df), index=df.index)
+        for xx, top, v, m, n, s in zip(x, df[["ci_high", "diff_pp"]].max(axis=1), group, mde, notes, seeds):
+            text = v + (f"<br>{n}" if n else "" if pd.isna(m) else f"<br>MDE {m:.2f} pp")
+            text += f"<br>seeds {s[0]}-{s[-1]}" if len(s) > 1 else ""
+            fig.add_annotation(x=xx, y=top, text=text, showarrow=False, yanchor="bottom", yshift=4,
+                               font=dict(size=11))
     fig.add_hline(y=0, line_color="#444", line_width=1)
     fig.update_xaxes(title_text="task", categoryorder="array", categoryarray=x)
     fig.update_yaxes(title_text="difference (percentage points)")

@@ -154,7 +154,7 @@ def write_index(run_dir: Path, pages: list[dict], total_seconds: float | None = 
              f'<p class="muted">run folder {e(str(run_dir))}</p>']
     try:
         protocol = run.success_metrics.get("protocol", "")
-        verdicts = paper(report.verdicts(run)).to_html()
+        verdicts = paper(report.verdicts(run)).to_html() + paper(report.design(run)).to_html()
         main = paper(report.main_table(run)).to_html()
     except (FileNotFoundError, KeyError, ValueError) as err:
         protocol, verdicts, main = "", f'<p class="muted">headline not available: {e(str(err))}</p>', ""

@@ -5,6 +5,8 @@ column, ready for `mtkd.report.figures`. The notebooks only call these and draw.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -117,8 +119,9 @@ def diversity_and_advantage(run: RunResults, split: str = "train") -> tuple[pd.D
 
 
 def main_table(run: RunResults) -> pd.DataFrame:
-    """The original study's main table: one row per method, one column per task and AVG,
-    each cell the test mean over seeds with its 95 % interval; significance marks come from comparisons."""
+    """The original study's main table from the choosing stage (every method on the same seeds): one row per
+    method, one column per task and AVG, each cell the test mean over seeds with its 95 % interval;
+    significance marks come from the secondary comparisons, measured on the same seeds."""
     s = run.summary
     tasks = run.tasks
     order = {"teacher": 0, "baseline": 1, "single": 2, "multi": 3}
@@ -134,7 +137,9 @@ def main_table(run: RunResults) -> pd.DataFrame:
         row["AVG"] = f"{np.mean(means):.2f}" if len(means) == len(tasks) else ""
         rows.append(row)
     table = pd.DataFrame(rows)
-    marks = run.comparisons[run.comparisons["significant"].astype(bool)]
+    comp = run.comparisons
+    same_seeds = comp["family"] == "secondary" if "family" in comp else pd.Series(True, index=comp.index)
+    marks = comp[comp["significant"].astype(bool) & same_seeds]
     for _, c in marks.iterrows():
         hit = table["method"] == c["a"]
         if c["task"] in table and hit.any():
@@ -143,9 +148,41 @@ def main_table(run: RunResults) -> pd.DataFrame:
     return table
 
 
+def confirming_table(run: RunResults) -> pd.DataFrame:
+    """Per task, the primary comparisons' methods in both stages: the choosing stage's mean (the seeds that
+    chose them, so a winner's luck included) beside the confirming stage's mean on fresh seeds."""
+    cs = run.confirm_summary
+    if not len(cs):
+        return pd.DataFrame()
+    s = run.summary.set_index(["task", "method"])
+    rows = []
+    for r in cs.itertuples():
+        first = s.loc[(r.task, r.method)]
+        rows.append({"task": r.task, "method": r.method,
+                     f"choosing ({int(first['n_seeds'])} seeds)": f"{first['mean']:.2f}",
+                     "confirming (fresh seeds)": f"{r.mean:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]",
+                     "fresh seeds": int(r.n_seeds)})
+    return pd.DataFrame(rows)
+
+
+def _headline_rows(run: RunResults):
+    """(task, comparison name, its success-metrics entry) for each primary comparison of the headline."""
+    for task, t in run.success_metrics["tasks"].items():
+        for name, key in (("best multi vs best single", "multi_advantage_pp"),
+                          ("best single vs baseline", "distillation_effect_pp")):
+            if t.get(key):
+                yield task, name, t[key]
+
+
+def _seeds(entry: dict) -> str:
+    seeds = entry.get("seeds") or []
+    return f"{seeds[0]}-{seeds[-1]} ({len(seeds)})" if len(seeds) > 1 else " ".join(map(str, seeds))
+
+
 def verdicts(run: RunResults) -> pd.DataFrame:
     """Per task: best single, best multi (both chosen on selection), the paired test difference, its MDE,
-    the verdict in words, and the distillation effect (best single vs no KD) with its own verdict."""
+    the verdict in words, and the distillation effect (best single vs no KD) with its own verdict; the seeds
+    each used (the confirming stage's fresh seeds for the primary family)."""
     sm = run.success_metrics
     rows = []
     for task, t in sm["tasks"].items():
@@ -155,34 +192,67 @@ def verdicts(run: RunResults) -> pd.DataFrame:
                              "run the same `mtkd run` again to rewrite the result files")
         d = t.get("distillation_effect_pp") or {}
         gap = t["gap_closed"]["best_multi"]
+        score = {k: ((t.get("confirming") or {}).get(t[k]["method"]) or t[k])["mean"]
+                 for k in ("best_single", "best_multi")}      # on the seeds the verdict used
         rows.append({"task": task, "metric": t["metric"], "best single": t["best_single"]["method"],
-                     "single": round(t["best_single"]["mean"], 2), "best multi": t["best_multi"]["method"],
-                     "multi": round(t["best_multi"]["mean"], 2), "advantage (pp)": round(a["diff_pp"], 2),
+                     "single": round(score["best_single"], 2), "best multi": t["best_multi"]["method"],
+                     "multi": round(score["best_multi"], 2), "seeds": _seeds(a),
+                     "advantage (pp)": round(a["diff_pp"], 2),
                      "95% CI": f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]", "p (Holm)": round(a["p_adjusted"], 4),
-                     "MDE (pp)": round(a["mde_pp"], 2), "verdict": a["verdict"], "in words": a["in_words"],
+                     "MDE (pp)": _mde(a), "verdict": a["verdict"], "in words": a["in_words"],
                      "distillation (pp)": round(d["diff_pp"], 2) if d else None,
-                     "distillation MDE (pp)": round(d["mde_pp"], 2) if d else None,
+                     "distillation MDE (pp)": _mde(d) if d else None,
                      "distillation verdict": d.get("verdict"),
                      "gap closed (multi)": "not defined" if gap is None else gap})
     return pd.DataFrame(rows)
+
+
+def _mde(entry: dict):
+    """The MDE as shown: a number, or the note that replaces it."""
+    return entry.get("note") or round(entry["mde_pp"], 2)
+
+
+def design(run: RunResults) -> pd.DataFrame:
+    """Per primary comparison: the seeds it used, the design's MDE, its power at the target MDE and TOST's
+    power at 0 (from its measured se), the verdict, and whether the cap on fresh seeds bound the plan."""
+    st = stats_params(run)
+    rows = []
+    for task, name, c in _headline_rows(run):
+        plan = c.get("design") or {}
+        rows.append({"task": task, "comparison": name, "family": c.get("family", "primary"), "seeds": _seeds(c),
+                     "test examples": c["variance_components"]["n_examples"], "MDE (pp)": _mde(c),
+                     f"power at {st['target_mde_pp']:g} pp": _share(c.get("power_at_target")),
+                     f"TOST power (+-{st['equivalence_margin']:g} pp)": _share(c.get("tost_power")),
+                     "verdict": c["verdict"],
+                     "plan": _plan_words(plan)})
+    return pd.DataFrame(rows)
+
+
+def _plan_words(plan: dict) -> str:
+    if not plan:
+        return "no confirming stage: choice and test share seeds"
+    if not plan["se_pp"] > 0:
+        return "planned from no spread at all (identical predictions while choosing): the fewest seeds"
+    if plan["capped"]:
+        return f"cap bound: the target needs more seeds (planned MDE {plan['mde_pp']:.2f} pp)"
+    return f"reaches the target (planned MDE {plan['mde_pp']:.2f} pp)"
+
+
+def _share(x) -> str:
+    return "" if x is None or pd.isna(x) else f"{x:.0%}"
 
 
 def variance_components(run: RunResults) -> pd.DataFrame:
     """Per task and headline comparison: how much of the difference's variance comes from seeds, from test
     examples and from their interaction (pp^2 and shares); it says whether seeds or examples buy power."""
     rows = []
-    for task, t in run.success_metrics["tasks"].items():
-        for name, key in (("best multi vs best single", "multi_advantage_pp"),
-                          ("best single vs baseline", "distillation_effect_pp")):
-            c = t.get(key)
-            if not c:
-                continue
-            v = c["variance_components"]
-            rows.append({"task": task, "comparison": name, "seeds": v["n_seeds"], "test examples": v["n_examples"],
-                         "se (pp)": c["se_pp"], "df": c["df"], "MDE (pp)": c["mde_pp"],
-                         "var seeds (pp^2)": v["var_seeds"], "var examples (pp^2)": v["var_examples"],
-                         "var interaction (pp^2)": v["var_interaction"], "share seeds": v["share_seeds"],
-                         "share examples": v["share_examples"], "share interaction": v["share_interaction"]})
+    for task, name, c in _headline_rows(run):
+        v = c["variance_components"]
+        rows.append({"task": task, "comparison": name, "seeds": v["n_seeds"], "test examples": v["n_examples"],
+                     "se (pp)": c["se_pp"], "df": c["df"], "MDE (pp)": c["mde_pp"],
+                     "var seeds (pp^2)": v["var_seeds"], "var examples (pp^2)": v["var_examples"],
+                     "var interaction (pp^2)": v["var_interaction"], "share seeds": v["share_seeds"],
+                     "share examples": v["share_examples"], "share interaction": v["share_interaction"]})
     return pd.DataFrame(rows)
 
 
@@ -192,32 +262,37 @@ def stats_params(run: RunResults) -> dict:
     return {**{k: f.default for k, f in SCHEMA["stats"].items()}, **(run.params.get("stats") or {})}
 
 
-def plan(run: RunResults, target_mde_pp: float, seeds=(3, 5, 8, 10, 15, 20)) -> pd.DataFrame:
-    """For each task and headline comparison: the test examples needed with each number of seeds to bring
-    the MDE down to ``target_mde_pp``, from the run's variance components (see ``mtkd.power``).
-
-    ``family_size`` stays the run's own number of comparisons (the Holm family)."""
+def plan(run: RunResults, target_mde_pp: float, seeds=(5, 8, 10, 15, 20, 30)) -> pd.DataFrame:
+    """For each task and primary comparison: the fewest seeds at the run's test size, and the test examples
+    needed with each number of seeds, to reach ``target_mde_pp`` with the run's power and TOST's power to
+    find ``equivalent`` at 0 (`mtkd.study.power.design`), from the comparison's variance components, at the
+    Holm level of the primary family."""
     from mtkd.study import power
     if not target_mde_pp > 0:
         raise ValueError(f"the target MDE must be > 0 pp, got {target_mde_pp}")
-    missing = [c for c in ("se_pp", "df", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples")
-               if c not in run.comparisons.columns]
+    comp = run.comparisons
+    missing = [c for c in ("se_pp", "df", "var_seeds", "var_examples", "var_interaction", "n_seeds", "n_examples",
+                           "family") if c not in comp.columns]
     if missing:
         raise ValueError(f"comparisons.csv of {run.path} lacks {missing} (written by an older mtkd); run the "
                          "same `mtkd run` again to rewrite the result files")
     st = stats_params(run)
-    family = len(run.comparisons)
+    primary = comp[comp["family"] == "primary"]
+    target = {"target_mde_pp": target_mde_pp, "margin": float(st["equivalence_margin"]),
+              "significance": float(st["significance"]), "power": float(st["power"]), "family_size": len(primary)}
     rows = []
-    for _, c in run.comparisons.iterrows():
-        if c["comparison"] not in ("best multi vs best single", "best single vs baseline"):
+    for _, c in primary.iterrows():
+        if int(c["n_seeds"]) < 2:
             continue
-        comp = {k: float(c[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
-        row = {"task": c["task"], "comparison": c["comparison"], "now": f"{int(c['n_seeds'])} seeds x "
-               f"{int(c['n_examples'])}: MDE {c['mde_pp']:.2f} pp"}
+        parts = {k: float(c[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
+        s0, n0 = int(c["n_seeds"]), int(c["n_examples"])
+        fewest = power.seeds_needed(parts, s0, n0, n0, **target)
+        row = {"task": c["task"], "comparison": c["comparison"],
+               "now": f"{s0} seeds x {n0}: MDE {c['mde_pp']:.2f} pp",
+               f"seeds at {n0} examples": "unreachable" if math.isinf(fewest) else int(fewest)}
         for k in seeds:
-            need = power.examples_needed(comp, int(c["n_seeds"]), int(c["n_examples"]), k, target_mde_pp,
-                                         float(st["significance"]), float(st["power"]), family)
-            row[f"{k} seeds"] = "unreachable" if need == float("inf") else int(need)
+            need = power.examples_needed(parts, s0, n0, k, **target)
+            row[f"{k} seeds"] = "unreachable" if math.isinf(need) else int(need)
         rows.append(row)
     return pd.DataFrame(rows)
 

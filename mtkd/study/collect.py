@@ -14,13 +14,20 @@ from mtkd.study import io, power
 from mtkd.study.methods import Method
 from mtkd.study.pipeline import EVAL_SPLITS, SPLITS, Run, log, plan, read_logits
 
-PROTOCOL = ("Every choice (best single teacher, best multi-teacher fuser, fusion weights, calibration "
-            "temperatures, T and alpha in the sweep) is made on the selection split; the headline numbers "
-            "are on the test split, which is never used for a choice. Students: mean over seeds; intervals: "
-            "bootstrap over test examples and seeds; paired comparisons on the same examples and seeds, "
-            "Holm-adjusted over the whole family of comparisons. Verdicts: better / worse (significant after "
-            "Holm), equivalent (two one-sided tests inside +-margin, Holm-adjusted), inconclusive (neither); "
-            "mde_pp is the difference the design detects with the stated power.")
+PROTOCOL = ("Two stages. Stage 1 (the choosing stage) trains every method on the params' seeds; every choice (best "
+            "single teacher, best multi-teacher fuser, fusion weights, calibration temperatures, T and alpha in the "
+            "sweep) is made on its selection split, and its test predictions plan stage 2 from their variance "
+            "components alone. Stage 2 (the confirming stage) trains the methods of the primary comparisons (best "
+            "multi vs best single, best single vs baseline: stats.primary, fixed before the run) on fresh seeds "
+            "that made no choice; the primary verdicts come from those seeds alone, Holm-adjusted over the primary "
+            "family. Every other comparison is secondary: exploratory, on the choosing seeds, its own Holm family. "
+            "Intervals: t intervals whose variance counts seeds and test examples as crossed random effects, at "
+            "seeds - 1 degrees of freedom; comparisons paired on the same examples and seeds. Verdicts: better / "
+            "worse (significant after Holm), equivalent (two one-sided tests inside +-margin, Holm-adjusted), "
+            "inconclusive (neither); mde_pp is the difference the design detects with the stated power (exact "
+            "noncentral t).")
+SINGLE_STAGE = ("One stage (stats.max_confirm_seeds: 0): the primary comparisons are tested on the seeds that made "
+                "the choices, so a lucky seed can carry its luck from the choice into the test.")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -135,14 +142,24 @@ def headline_metrics(run: Run) -> dict[str, str]:
     return {t: run.task(t).metrics[0] for t in run.tasks}
 
 
-def _comparison_entry(row: pd.Series, versus: str, power_level: float) -> dict:
-    """One paired comparison of comparisons.csv as the headline states it: numbers, verdict and its words."""
+def _comparison_entry(row: pd.Series, versus: str, st, family_rows: int) -> dict:
+    """One paired comparison of comparisons.csv as the headline states it: numbers, verdict, its words, the
+    seeds it used and what its design could see (power at the target MDE, TOST's power at 0, from its se)."""
     out = {k: float(row[k]) for k in ("diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted", "equivalence_p",
                                       "equivalence_p_adjusted", "margin_pp", "mde_pp", "se_pp", "df")}
     out["significant"] = bool(row["significant"])
     out["verdict"] = str(row["verdict"])
+    out["family"] = str(row["family"])
+    out["seeds"] = [int(x) for x in str(row["seeds"]).split()]
+    out["note"] = "" if pd.isna(row["note"]) else str(row["note"])
     out["in_words"] = power.in_words(out["verdict"], out["diff_pp"], out["ci_low"], out["ci_high"],
-                                     out["margin_pp"], out["mde_pp"], versus, power_level)
+                                     out["margin_pp"], out["mde_pp"], versus, st.power, out["note"])
+    level = st.significance / family_rows
+    identical = out["note"] == power.IDENTICAL              # no spread at all: no power to speak of
+    out["power_at_target"] = None if identical else power.difference_power(st.target_mde_pp, out["se_pp"],
+                                                                           out["df"], level)
+    out["tost_power"] = None if identical else power.tost_power(out["se_pp"], out["df"], st.equivalence_margin,
+                                                                level)
     parts = {k: float(row[k]) for k in ("var_seeds", "var_examples", "var_interaction")}
     total = sum(parts.values())
     out["variance_components"] = {**parts, "n_seeds": int(row["n_seeds"]), "n_examples": int(row["n_examples"]),
@@ -151,10 +168,14 @@ def _comparison_entry(row: pd.Series, versus: str, power_level: float) -> dict:
     return out
 
 
-def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, choice: dict) -> dict:
-    """The headline per task and overall, every number taken from summary / comparisons."""
+def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, choice: dict,
+                    plan: dict | None = None, confirm_summary: pd.DataFrame | None = None) -> dict:
+    """The headline per task and overall, every number taken from summary / comparisons (and, with a
+    confirming stage, its plan and confirm_summary)."""
     from mtkd.study.analysis import gap_closed, gap_closed_undefined
-    power_level = run.params.stats.power
+    from mtkd.study.confirm import reached_in_words
+    st = run.params.stats
+    primary_rows = int((comparisons["family"] == "primary").sum())
     tasks = {}
     for task in run.tasks:
         s = summary[summary.task == task].set_index("method")
@@ -165,22 +186,37 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
         c = comp[(comp.a == multi) & (comp.b == single)].iloc[0]
         d = comp[(comp.a == single) & (comp.b == "baseline")]
 
-        def entry(method):
-            r = s.loc[method]
+        def entry(method, frame=s):
+            r = frame.loc[method]
             return {"method": method, "mean": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                     "n_seeds": int(r["n_seeds"])}
+
+        def headline(row, versus):
+            family_rows = primary_rows if row["family"] == "primary" else int((comparisons["family"] ==
+                                                                                row["family"]).sum())
+            out = _comparison_entry(row, versus, st, family_rows)
+            if plan is not None and row["comparison"] in plan["tasks"][task]["comparisons"]:
+                t = plan["tasks"][task]
+                out["design"] = {**t["comparisons"][row["comparison"]]["planned"], "capped": t["capped"],
+                                 "in_words": reached_in_words(t, row["comparison"], st.target_mde_pp,
+                                                              st.equivalence_margin)}
+            return out
         baseline = s.loc["baseline", "mean"] if "baseline" in s.index else float("nan")
-        advantage = _comparison_entry(c, f"the best single teacher ({single})", power_level)
+        advantage = headline(c, f"the best single teacher ({single})")
         reason = gap_closed_undefined(baseline, teachers["mean"].max())
+        confirming = None
+        if confirm_summary is not None and len(confirm_summary):
+            cs = confirm_summary[confirm_summary.task == task].set_index("method")
+            confirming = {m: entry(m, cs) for m in cs.index}
         tasks[task] = {
             "metric": run.task(task).metrics[0],
             "best_teacher": entry(best_teacher),
             "baseline": entry("baseline") if "baseline" in s.index else None,
             "best_single": entry(single),
             "best_multi": entry(multi),
+            "confirming": confirming,
             "multi_advantage_pp": advantage,
-            "distillation_effect_pp": (_comparison_entry(d.iloc[0], "the no-KD baseline", power_level)
-                                       if len(d) else None),
+            "distillation_effect_pp": headline(d.iloc[0], "the no-KD baseline") if len(d) else None,
             "gap_closed": {**{k: (None if reason else gap_closed(s.loc[choice[task][k], "mean"], baseline,
                                                                 teachers["mean"].max()))
                               for k in ("best_single", "best_multi")}, "undefined_reason": reason},
@@ -201,61 +237,78 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
                                           and t["distillation_effect_pp"]["verdict"] == v for t in tasks.values())
            for v in power.VERDICTS},
     }
-    st = run.params.stats
-    return {"protocol": PROTOCOL, "seeds": list(run.params.seeds), "confidence": st.confidence,
+    return {"protocol": PROTOCOL if plan is not None else f"{PROTOCOL} {SINGLE_STAGE}",
+            "design": "two stages" if plan is not None else "one stage",
+            "seeds": list(run.params.seeds), "confidence": st.confidence,
             "significance": st.significance, "equivalence_margin_pp": st.equivalence_margin, "power": st.power,
-            "tasks": tasks, "overall": overall}
+            "target_mde_pp": st.target_mde_pp, "primary": list(st.primary), "tasks": tasks, "overall": overall}
 
 
 RESULT_FILES = ("predictions.parquet", "gates.parquet", "fusion_weights.parquet", "master_results.csv",
                 "summary.csv", "comparisons.csv", "choices.json", "success_metrics.json", "fidelity.csv")
+CONFIRM_FILES = ("confirm_plan.json", "confirm_summary.csv")     # with a confirming stage
+SWEEP_FILES = ("sweep_predictions.parquet", "sweep_results.csv")  # with the sweep
 
 
 def results_key(run: Run, stage: str = "students") -> str:
-    """What a stage's result files depend on: every unit (its folder name holds its params hash), the
-    teachers and the stats params."""
+    """What a stage's result files depend on: every unit (its folder name holds its params hash; the
+    students' results include the confirming stage's), the teachers and the stats params."""
     from mtkd.study.config import params_hash
-    from mtkd.study.pipeline import CODE_VERSION
+    from mtkd.study.pipeline import CODE_VERSION, active_stages
     from mtkd.study.stats import RESULTS_VERSION
-    units = [run.unit_dir(u).name for u in plan(run, stage)]
+    stages = [stage, *(["confirm"] if stage == "students" and "confirm" in active_stages(run) else [])]
+    units = [run.unit_dir(u).name for s in stages for u in plan(run, s)]
     teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
     return params_hash(units, teachers, run.params.stats, CODE_VERSION, RESULTS_VERSION)
 
 
 def write_results(run: Run) -> dict:
-    """Write predictions, gates, master results, summary, comparisons and success metrics.
+    """Write predictions, gates, master results, summaries, comparisons and success metrics.
 
-    A warm re-run whose units and stats params are unchanged reuses the files (the bootstrap is the
-    slow part); ``results.key`` is written last, so a killed write is redone."""
+    Both stages' predictions go to predictions.parquet (``stage``: choosing / confirming); summary.csv holds
+    the choosing stage (every method on the same seeds), confirm_summary.csv the confirming one. A warm
+    re-run whose units and stats params are unchanged reuses the files (the bootstrap is the slow part);
+    ``results.key`` is written last, so a killed write is redone."""
     from mtkd.study import stats
+    from mtkd.study.pipeline import active_stages
     key = results_key(run)
     marker = run.dir / "results.key"
-    if marker.exists() and marker.read_text() == key and all((run.dir / f).exists() for f in RESULT_FILES):
+    two_stages = "confirm" in active_stages(run)
+    expected = [*RESULT_FILES, *(CONFIRM_FILES if two_stages else ())]
+    if marker.exists() and marker.read_text() == key and all((run.dir / f).exists() for f in expected):
         return io.read_json(run.dir / "success_metrics.json")
     marker.unlink(missing_ok=True)
     students, gates = student_predictions(run)
-    predictions = pd.concat([teacher_predictions(run), students], ignore_index=True)
-    master = score_table(run, predictions)
+    predictions = pd.concat([teacher_predictions(run), students], ignore_index=True).assign(stage="choosing")
     metrics = headline_metrics(run)
     st = run.params.stats
-    summary = stats.summarise(predictions, metrics, split="test", n_boot=st.bootstrap, confidence=st.confidence)
+    plan_file, confirming, confirm_summary = None, None, None
+    if two_stages:
+        from mtkd.study.confirm import write_plan
+        plan_file = write_plan(run)
+        confirming = student_predictions(run, "confirm")[0].assign(stage="confirming")
+        confirm_summary = stats.summarise(confirming, metrics, split="test", n_boot=st.bootstrap,
+                                          confidence=st.confidence).assign(stage="confirming")
+    everything = pd.concat([predictions, confirming], ignore_index=True) if two_stages else predictions
+    master = score_table(run, everything, extra_keys=("stage",))
+    summary = stats.summarise(predictions, metrics, split="test", n_boot=st.bootstrap,
+                              confidence=st.confidence).assign(stage="choosing")
     choice = {task: {"best_single": stats.choose_best(predictions, metrics, "single")[task],
                      "best_multi": stats.choose_best(predictions, metrics, "multi")[task]}
               for task in run.tasks}
     comparisons = stats.compare(predictions, metrics, choice, split="test", n_boot=st.bootstrap,
                                 confidence=st.confidence, significance=st.significance,
-                                margin=st.equivalence_margin, power_level=st.power)
-    if len(comparisons) / (st.bootstrap + 1) > st.significance:
-        log(f"note: with {st.bootstrap} bootstrap resamples no p-value falls below 1/{st.bootstrap + 1}, so none of "
-            f"the {len(comparisons)} Holm-adjusted comparisons can reach {st.significance}: every verdict is "
-            f"inconclusive (raise stats.bootstrap above {int(len(comparisons) / st.significance)})")
-    success = success_metrics(run, summary, comparisons, choice)
+                                margin=st.equivalence_margin, power_level=st.power, primary=st.primary,
+                                confirming=confirming)
+    success = success_metrics(run, summary, comparisons, choice, plan_file, confirm_summary)
     fidelity = fidelity_table(run, predictions, gates, summary, choice)
-    io.write_parquet(run.dir / "predictions.parquet", predictions)
+    io.write_parquet(run.dir / "predictions.parquet", everything)
     io.write_parquet(run.dir / "gates.parquet", gates)
     io.write_parquet(run.dir / "fusion_weights.parquet", fusion_weight_rows(run))
     io.write_csv(run.dir / "master_results.csv", master)
     io.write_csv(run.dir / "summary.csv", summary)
+    if two_stages:
+        io.write_csv(run.dir / "confirm_summary.csv", confirm_summary)
     io.write_csv(run.dir / "comparisons.csv", comparisons)
     io.write_json(run.dir / "choices.json", choice)
     io.write_json(run.dir / "success_metrics.json", success)
@@ -290,7 +343,7 @@ def write_sweep_results(run: Run) -> pd.DataFrame | None:
     if not plan(run, "sweep"):
         return None
     key, marker = results_key(run, "sweep"), run.dir / "sweep.key"
-    files = [run.dir / "sweep_predictions.parquet", run.dir / "sweep_results.csv"]
+    files = [run.dir / name for name in SWEEP_FILES]
     if marker.exists() and marker.read_text() == key and all(f.exists() for f in files):
         return pd.read_csv(files[1])          # a warm re-run: the same units, the same scores
     marker.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ import yaml
 from mtkd.data.metrics import METRICS
 from mtkd.data.tasks import task_names
 from mtkd.kd.fusion import FUSERS
+from mtkd.study.power import PRIMARY
 
 REQUIRED = object()
 
@@ -170,6 +171,19 @@ SCHEMA: dict = {
                                     "interval lies inside +-margin is 'equivalent'", min=0.01, max=100.0),
         "power": Field("float", 0.8, "power at which the minimum detectable effect (mde_pp) is computed",
                        min=0.5, max=0.99),
+        "primary": Field("list[str]", list(PRIMARY), "the primary family, fixed before the run: per task these "
+                         "comparisons are confirmed on fresh seeds and Holm-adjusted alone; every other "
+                         "comparison is secondary (exploratory, on the choosing seeds, its own Holm family)",
+                         choices=PRIMARY, nonempty=True),
+        "target_mde_pp": Field("float", 1.5, "the confirming stage's planning target: the fewest fresh seeds whose "
+                               "MDE (pp) is at most this and whose TOST finds 'equivalent' at a true difference of 0 "
+                               "with `power`, planned from the choosing stage's variance components",
+                               min=0.01, max=100.0),
+        "min_confirm_seeds": Field("int", 5, "fewest fresh seeds of the confirming stage, whatever the plan says",
+                                   min=2, max=1000),
+        "max_confirm_seeds": Field("int", 10, "most fresh seeds of the confirming stage (the cap: where the plan "
+                                   "needs more, the report states the power reached); 0 = no confirming stage, "
+                                   "the primary rows then share seeds with the choice", min=0, max=1000),
     },
     "conditions": {
         "fusers": Field("list[str]", ["average", "weighted", "gating"], "multi-teacher students trained at every "
@@ -308,6 +322,10 @@ def _cross_checks(p: dict) -> None:
         raise ParamsError(f"distill.methods: fusers {fusers} need at least two teachers; "
                           f"teachers has {len(p['teachers'])}")
     _transfer_checks(p)
+    st = p["stats"]
+    if st["max_confirm_seeds"] and st["min_confirm_seeds"] > st["max_confirm_seeds"]:
+        raise ParamsError(f"stats.min_confirm_seeds ({st['min_confirm_seeds']}) is above stats.max_confirm_seeds "
+                          f"({st['max_confirm_seeds']}): lower the first or raise the second")
     tasks = p["data"]["tasks"]
     if len(set(tasks)) != len(tasks):
         raise ParamsError(f"data.tasks: has duplicates: {tasks}")

@@ -6,7 +6,9 @@ is finished only when its ``.done`` marker exists. A re-run reuses every finishe
 unit, a changed parameter recomputes only what depends on it, and a killed run
 resumes where it stopped (training also checkpoints at epoch boundaries).
 
-Stages, in order: data -> teachers -> logits -> students -> (sweep) -> (conditions) -> results.
+Stages, in order: data -> teachers -> logits -> students -> (confirm) -> (sweep) -> (conditions) -> results.
+``confirm`` trains the primary comparisons' methods again on fresh seeds, as many as the choosing stage's
+variance plans (`mtkd.study.confirm`); its units are students, in the students' cache.
 A condition (one value of one axis of ``conditions.axes``) is the main study with one param changed: its
 students live in the same cache as the main study's, so a unit the two share is trained once.
 `mtkd run --executor ray` (or accelerate) runs the same units.
@@ -31,7 +33,7 @@ from mtkd.study.config import Params
 from mtkd.study.fusion_args import fuser_kwargs
 from mtkd.study.methods import BASELINE, Method
 
-STAGES = ("teachers", "logits", "students", "sweep", "conditions")
+STAGES = ("teachers", "logits", "students", "confirm", "sweep", "conditions")
 EVAL_SPLITS = ("selection", "test")
 CODE_VERSION = 5          # bump when a change alters results, so caches of older code are not reused
 
@@ -46,7 +48,7 @@ def log(msg: str) -> None:
 @dataclass(frozen=True)
 class Unit:
     """One independent piece of work; everything needed to find or redo it."""
-    stage: str                  # teachers | logits | students | sweep
+    stage: str                  # teachers | logits | students | confirm | sweep | conditions
     task: str
     name: str                   # teacher name, or student method (baseline, single:<t>, multi:<fuser>)
     seed: int
@@ -241,6 +243,8 @@ class Run:
     def unit_dir(self, unit: Unit) -> Path:
         if unit.stage == "conditions":          # a condition's student: in the students' cache, shared
             return self.at(unit.condition).unit_dir(replace(unit, stage="students", condition=""))
+        if unit.stage == "confirm":             # a fresh seed's student: in the students' cache too
+            return self.unit_dir(replace(unit, stage="students"))
         base = self.dir / "cache" / unit.stage / unit.task
         if unit.stage == "teachers":
             return base / f"{unit.name}-{self.teacher_key(unit.task, unit.name)}"
@@ -296,9 +300,22 @@ def plan(run: Run, stage: str) -> list[Unit]:
                 units += [Unit("sweep", task, method, s, float(T), float(a))
                           for T in sw.temperatures for a in sw.alphas for s in run.params.seeds]
         return units
+    if stage == "confirm":
+        return confirm_units(run)
     if stage == "conditions":
         return condition_units(run)
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+
+def confirm_units(run: Run) -> list[Unit]:
+    """The confirming stage's students (none when ``stats.max_confirm_seeds`` is 0), from its plan, which
+    needs the choosing stage's students (FileNotFoundError before they exist)."""
+    if not run.params.stats.max_confirm_seeds:
+        return []
+    from mtkd.study.confirm import write_plan
+    d = run.params.distill
+    return [Unit("confirm", task, m, s, d.temperature, d.alpha)
+            for task, t in write_plan(run)["tasks"].items() for m in t["methods"] for s in t["seeds"]]
 
 
 def condition_methods(run: Run, task: str, best=None) -> list[str]:
@@ -344,7 +361,8 @@ def condition_unit_dirs(run: Run, c: config.Condition, task: str) -> dict[str, l
 
 def active_stages(run: Run) -> list[str]:
     """The stages this run's params switch on (the sweep and the conditions are optional)."""
-    off = {"sweep": not run.params.sweep.enabled, "conditions": not run.params.conditions.axes}
+    off = {"confirm": not run.params.stats.max_confirm_seeds, "sweep": not run.params.sweep.enabled,
+           "conditions": not run.params.conditions.axes}
     return [s for s in STAGES if not off.get(s, False)]
 
 
@@ -631,8 +649,8 @@ def _run_condition_student(run: Run, unit: Unit) -> None:
     _run_student(run.at(unit.condition), replace(unit, stage="students", condition=""))
 
 
-RUNNERS = {"teachers": _run_teacher, "logits": _run_logits, "students": _run_student, "sweep": _run_student,
-           "conditions": _run_condition_student}
+RUNNERS = {"teachers": _run_teacher, "logits": _run_logits, "students": _run_student, "confirm": _run_student,
+           "sweep": _run_student, "conditions": _run_condition_student}
 
 
 def run_unit(run_dir: str, unit: Unit) -> str:
@@ -710,9 +728,13 @@ def run_stage(run: Run, stage: str) -> dict:
     io.clear_stage(run.dir, stage)
     if stage in ("teachers", "logits", "students"):
         prepare_data(run)
-    if stage in ("students", "sweep", "conditions"):
+    if stage in ("students", "confirm", "sweep", "conditions"):
         write_fusion_info(run)
     units = plan(run, stage)
+    if stage == "confirm":
+        from mtkd.study.confirm import describe, write_plan
+        for line in describe(write_plan(run)):
+            log(line)
     todo = [u for u in units if not run.is_done(u)]
     if todo:
         log(f"{stage}: {len(todo)} of {len(units)} units to compute")
@@ -733,9 +755,14 @@ def force(run: Run, stage: str) -> None:
     main-study stage shares; their best single teacher is known only once the logits are)."""
     if stage not in (*STAGES, "reports"):
         raise ValueError(f"--force {stage!r}: not a stage; stages: {', '.join((*STAGES, 'reports'))}")
-    if stage == "conditions":
-        shared = {run.unit_dir(u) for s in ("students", "sweep") for u in plan(run, s)}
-        for unit in plan(run, "conditions"):
+    if stage in ("conditions", "confirm"):
+        others = ("students", "sweep") if stage == "conditions" else ("students",)
+        shared = {run.unit_dir(u) for s in others for u in plan(run, s)}
+        try:
+            units = plan(run, stage)
+        except FileNotFoundError:                # nothing planned yet, so nothing to forget
+            units = []
+        for unit in units:
             if run.unit_dir(unit) not in shared:
                 shutil.rmtree(run.unit_dir(unit), ignore_errors=True)
     else:

@@ -1,11 +1,11 @@
-"""Equivalence, verdicts, power and study planning for paired comparisons of seed-averaged scores.
+"""Equivalence, verdicts, exact power and study planning for paired comparisons of seed-averaged scores.
 
 A paired comparison of methods ``a`` and ``b`` ends in one of four verdicts:
 
 * ``better`` / ``worse``: the difference is significant after Holm's correction
-  over the whole table of comparisons (``stats.compare``), positive or negative;
+  over its family of comparisons (``stats.compare``), positive or negative;
 * ``equivalent``: two one-sided tests (TOST) reject both "diff <= -margin" and
-  "diff >= +margin". The TOST p-values of the table are Holm-adjusted like the
+  "diff >= +margin". The TOST p-values of a family are Holm-adjusted like the
   difference tests, so a claim of equivalence has the same family-wise error
   rate as a claim of difference;
 * ``inconclusive``: neither. A significant difference smaller than the margin
@@ -26,57 +26,43 @@ seeds,
     B = Var_boot(mean_s D_s)      = sv2/n + sw2/(S n)
     C = Var_s(D_s)  (ddof=1)      = su2 + sw2/n
 
-give ``interaction = sw2/(S n) = (A - B)/(S - 1)``, ``examples = sv2/n = B -
-interaction``, ``seeds = su2/S = C/S - interaction`` (each clipped at 0, the seeds
-part pooled as below), and
-``se**2 = seeds + examples + interaction``: the method-of-moments (two-way ANOVA)
-estimate of Var(D), unbiased before clipping. The seeds part shrinks only with
-more seeds, the examples part only with a larger test split, the interaction
-with either. With one seed the seeds part cannot be told apart: it is nan, and
-``se`` holds the examples' noise only.
+The test's variance is ``se**2 = C/S + examples`` with ``examples = sv2/n = B -
+(A - B)/(S - 1)`` (clipped at 0): ``C/S`` is the plain variance of a mean of S
+independent per-seed differences, and the examples' part, shared by every seed,
+is what the spread across seeds cannot see. ``C/S`` is reported split into the
+seeds' part ``su2/S`` and the interaction ``sw2/(S n)`` (estimated from ``A - B``,
+at most ``C/S``), so ``se**2 = seeds + examples + interaction``.
 
-Why not a bootstrap over both seeds and examples: resampling both levels counts
-the interaction twice and shrinks the seeds' part by (S - 1)/S, so its intervals
-are too wide where seed-by-example noise dominates and too narrow where seeds
-do (tests/study/test_stats.py simulates both).
+Degrees of freedom: ``df = S - 1``, what the seeds can support. No pretest
+pools the seeds' part away when an F test cannot see it (Bancroft's "sometimes
+pool", used before): with 3 seeds it made the test anti-conservative exactly in
+the tail where Holm decides (type-I error 4-13x the nominal 0.05/18,
+tests/study/test_power.py). With the examples' part estimated from thousands of
+examples, Student's t at S - 1 degrees of freedom is exact when the seeds'
+spread dominates and conservative otherwise; the simulations in the tests hold
+the type-I error at or below nominal at alpha and alpha/6 for seeds' parts from
+0 to 6x the interaction. With one seed there is no spread across seeds: the
+seeds' part is nan, ``se`` holds the examples' noise only and df is n - 1.
 
-Degrees of freedom. ``se**2`` is a sum of mean squares, ``C/S`` (S - 1 degrees
-of freedom), ``B`` (n - 1) and, subtracted, the interaction ((S - 1)(n - 1));
-Satterthwaite's approximation gives its degrees of freedom
-
-    df = se**4 / ((C/S)**2/(S - 1) + B**2/(n - 1) + interaction**2/((S - 1)(n - 1)))
-
-The seeds part is kept only where the data show one: when ``C/S`` exceeds the
-interaction by more than the F test at level ``POOLING_LEVEL`` (0.25) allows
-(F with S - 1 and (S - 1)(n - 1) degrees of freedom); otherwise it is pooled
-into the interaction (Bancroft's "sometimes pool" rule), the seeds part is 0,
-``se**2 = B`` and df = n - 1. Without the rule a seeds part estimated from noise
-would often put 2 degrees of freedom on a design whose noise is all per example
-(simulated coverage 97.5-99.5 % there), with it the 95 % interval covers 93-98 %
-of the time from no seed effect to ~7 pp seed shifts (tests/study/test_stats.py;
-a bootstrap over both seeds and examples covered 81-99.8 % on the same
-simulations). With few seeds and a large seeds part df is
-close to S - 1, and every interval, p-value and MDE uses Student's t at df: 3
-seeds can only say so much about a seed-to-seed spread. The interval is
-``diff +- t * se``; p-values are ``2 P(T_df >= |diff| / se)`` (no Monte Carlo
-floor of 1/(B + 1), which Holm's first threshold over a large family,
-significance / m, would undercut).
-
-Minimum detectable effect (analytic, t approximation). A two-sided test at level
-``alpha'`` has power ``1 - beta`` for a true difference
-
-    MDE = (t_{df, 1 - alpha'/2} + t_{df, 1 - beta}) * se,     alpha' = significance / m,
-
-where m is the number of comparisons in the Holm family: Holm tests the smallest
-p-value at alpha/m, so alpha/m is the level a comparison must clear whatever the
-others do (the MDE is an upper bound; it is smaller when other comparisons are
-rejected first). tests/study/test_power.py checks by simulation that the test
-rejects in about 80 % of studies whose true difference is the MDE.
+Power is exact, not a normal approximation: the difference test's power at a
+true difference delta is ``P(|T| > t_{df, 1 - level/2})`` with T noncentral t
+(df, delta / se); the MDE is the delta at which it reaches ``power`` (so 80 %
+means 80 % when simulated at the reported MDE). TOST's power at a true
+difference delta integrates over the chi-square law of the estimated se:
+``E[Phi((m - c s - delta)/sigma) - Phi((-m + c s - delta)/sigma)]+`` with ``c =
+t_{df, 1 - level}`` and ``s = sigma sqrt(X / df)``, ``X ~ chi2(df)``. ``level``
+is ``significance / family_size``: Holm tests the smallest p-value at alpha/m,
+so that is the level a comparison must clear whatever the others do (the power
+is a lower bound).
 
 Planning: for S' seeds and n' examples each part is scaled by its own size,
-``seeds * S/S'``, ``examples * n/n'``, ``interaction * S n/(S' n')``, and df
-follows from the same formula, so the plan reproduces the run's own MDE at the
-run's own design.
+``seeds * S/S'``, ``examples * n/n'``, ``interaction * S n/(S' n')``, and df =
+S' - 1; the plan reproduces the run's own se at the run's own design, and the
+MDE falls (the TOST power rises) as either size grows, so the fewest seeds and
+examples that reach a target are found by bisection (tests check it against a
+brute-force search). A design *reaches* a target when its MDE is at most
+``target_mde_pp`` and its TOST has ``power`` to find ``equivalent`` at a true
+difference of 0.
 """
 from __future__ import annotations
 
@@ -84,10 +70,14 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.stats import f as f_dist, norm, t as student_t
+from scipy.optimize import brentq
+from scipy.stats import chi2, nct, norm, t as student_t
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
-POOLING_LEVEL = 0.25
+PRIMARY = ("best multi vs best single", "best single vs baseline")   # what stats.primary may name (its default)
+IDENTICAL = "identical predictions"                        # notes that replace a verdict's numbers
+UNDETECTABLE = "no difference of any size is detectable"
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(200)    # TOST power's integral over the se's law
 
 
 def _t_sf(x: float, df: float) -> float:
@@ -103,8 +93,7 @@ def difference_p_value(diff_pp: float, se_pp: float, df: float = math.inf) -> fl
 
     Why not the share of resampled differences beyond 0: that Monte Carlo p-value cannot go below
     2 / (B + 1) (0.001 at 2,000 resamples), while Holm's first threshold over m comparisons is
-    significance / m (0.0004 for the 132 rows of the conditions grid): no row of a large family could ever
-    be decided."""
+    significance / m: no row of a large family could ever be decided."""
     if math.isnan(se_pp):                          # one resample: no spread to judge by
         return 1.0
     if not se_pp > 0:                              # no spread: every resample gave the same difference
@@ -141,36 +130,76 @@ def verdict(diff_pp: float, p_adjusted: float, equivalence_p_adjusted: float, si
     return "inconclusive"
 
 
-def mde(se_pp: float, significance: float, power: float = 0.8, family_size: int = 1, df: float = math.inf) -> float:
-    """Smallest true difference (pp) the two-sided test at ``significance / family_size`` detects with ``power``."""
+def _check_levels(significance: float, power: float, family_size: int) -> float:
     if not 0 < significance < 1 or not 0 < power < 1:
         raise ValueError(f"significance and power must lie in (0, 1), got {significance} and {power}")
     if family_size < 1:
         raise ValueError(f"family_size must be >= 1, got {family_size}")
-    level = significance / family_size
-    return float((_t_ppf(1 - level / 2, df) + _t_ppf(power, df)) * se_pp)
+    return significance / family_size
 
 
-def _combine(seeds_term: float, examples_term: float, interaction: float, n_seeds: int,
-             n_examples: int) -> dict[str, float]:
-    """The three parts (clipped at 0), their sum ``var`` and its Satterthwaite ``df`` from the mean-square
-    terms ``C/S``, ``B`` and the interaction (see the module's docstring)."""
-    interaction = max(0.0, interaction)
-    pooled = seeds_term <= interaction * f_dist.ppf(1 - POOLING_LEVEL, n_seeds - 1, (n_seeds - 1) * (n_examples - 1))
-    seeds = 0.0 if pooled else seeds_term - interaction
-    examples = max(0.0, examples_term - interaction)
-    var = seeds + examples + interaction
-    if seeds > 0:
-        df = var ** 2 / (seeds_term ** 2 / (n_seeds - 1) + examples_term ** 2 / (n_examples - 1)
-                         + interaction ** 2 / ((n_seeds - 1) * (n_examples - 1)))
-    else:
-        df = float(max(1, n_examples - 1))
-    return {"var_seeds": seeds, "var_examples": examples, "var_interaction": interaction, "var": var, "df": df}
+def difference_power(delta_pp: float, se_pp: float, df: float, level: float) -> float:
+    """Exact power of the two-sided t test at ``level`` when the true difference is ``delta_pp``:
+    P(|T| > t_{df, 1 - level/2}) with T noncentral t (df, delta / se)."""
+    if not se_pp > 0:
+        return float("nan") if math.isnan(se_pp) else float(delta_pp != 0)
+    c, shift = _t_ppf(1 - level / 2, df), delta_pp / se_pp
+    if math.isinf(df):
+        return float(norm.sf(c - shift) + norm.cdf(-c - shift))
+    exact = float(nct.sf(c, df, shift) + nct.cdf(-c, df, shift))
+    if not math.isnan(exact):
+        return exact
+    # far in the tail scipy's noncentral t gives nan: the same probability as an integral over the se's law
+    s = np.sqrt(chi2.ppf((_NODES + 1) / 2, df) / df)
+    return float(np.sum(_WEIGHTS * (norm.cdf(shift - c * s) + norm.cdf(-shift - c * s))) / 2)
+
+
+def mde(se_pp: float, significance: float, power: float = 0.8, family_size: int = 1, df: float = math.inf) -> float:
+    """Smallest true difference (pp) the two-sided test at ``significance / family_size`` detects with
+    ``power`` (exact: noncentral t at ``df``)."""
+    level = _check_levels(significance, power, family_size)
+    if not se_pp > 0:
+        return float(se_pp) if math.isnan(se_pp) else 0.0
+    high = (_t_ppf(1 - level / 2, df) + _t_ppf(power, df)) * se_pp     # the t approximation, a starting point
+    while difference_power(high, se_pp, df, level) < power:
+        high *= 2
+    return float(brentq(lambda d: difference_power(d, se_pp, df, level) - power, 0.0, high, xtol=1e-10))
+
+
+def tost_power(se_pp: float, df: float, margin: float, level: float, delta_pp: float = 0.0) -> float:
+    """Exact power of TOST (each one-sided test at ``level``) to find ``|diff| < margin`` when the true
+    difference is ``delta_pp`` and the se is estimated on ``df`` degrees of freedom."""
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0 pp, got {margin}")
+    if not se_pp > 0:
+        return float("nan") if math.isnan(se_pp) else float(abs(delta_pp) < margin)
+    c = _t_ppf(1 - level, df)
+
+    def accepted(s):                               # P(|D| inside +-(margin - c s)) given the estimated se s
+        h = np.maximum(margin - c * s, 0.0)
+        return np.where(h > 0, norm.cdf((h - delta_pp) / se_pp) - norm.cdf((-h - delta_pp) / se_pp), 0.0)
+
+    if math.isinf(df):
+        return float(accepted(np.array(se_pp)))
+    top = float(chi2.cdf(df * (margin / (c * se_pp)) ** 2, df))    # beyond it margin - c s <= 0
+    u = (_NODES + 1) / 2 * top                                      # Gauss-Legendre over the chi2's quantiles
+    s = se_pp * np.sqrt(chi2.ppf(u, df) / df)
+    return float(top / 2 * np.sum(_WEIGHTS * accepted(s)))
+
+
+def note(identical: bool, mde_pp: float, scale_pp: float = 100.0) -> str:
+    """Why a row carries no verdict with a number: the arms predict identically on every example, or the
+    MDE exceeds what the metric can move (``scale_pp``: 100 pp for a percentage); "" otherwise."""
+    if identical:
+        return IDENTICAL
+    if math.isnan(mde_pp) or mde_pp > scale_pp:
+        return UNDETECTABLE
+    return ""
 
 
 def variance_components(seed_diffs: np.ndarray, resampled: np.ndarray, n_examples: int) -> dict[str, float]:
     """Parts of Var(mean-over-seeds difference) in pp^2 at the run's design (seeds, examples, interaction),
-    their sum ``var`` (the test's se**2) and its degrees of freedom ``df``.
+    their sum ``var`` (the test's se**2) and its degrees of freedom ``df`` (S - 1).
 
     ``seed_diffs``: (S,) per-seed differences on the test split; ``resampled``: (S, B) per-seed
     differences on B bootstrap resamples of the ``n_examples`` test examples (the same resample for every seed).
@@ -179,13 +208,25 @@ def variance_components(seed_diffs: np.ndarray, resampled: np.ndarray, n_example
     r = np.asarray(resampled, dtype=np.float64)
     if d.ndim != 1 or r.ndim != 2 or r.shape[0] != d.size or r.shape[1] < 2:
         raise ValueError(f"seed_diffs must be (S,) and resampled (S, B>=2), got {d.shape} and {r.shape}")
-    s, n = d.size, max(2, int(n_examples))
     a = float(r.var(axis=1, ddof=1).mean())
+    b = float(r.mean(axis=0).var(ddof=1)) if d.size > 1 else a
+    return components_from_moments(d, a, b, n_examples)
+
+
+def components_from_moments(seed_diffs: np.ndarray, a: float, b: float, n_examples: int) -> dict[str, float]:
+    """The parts, ``var`` and ``df`` from the per-seed differences and the bootstrap moments A and B (see the
+    module); the simulations in the tests give A and B their exact values."""
+    d = np.asarray(seed_diffs, dtype=np.float64)
+    s, n = d.size, max(2, int(n_examples))
     if s == 1:
         return {"var_seeds": float("nan"), "var_examples": a, "var_interaction": float("nan"), "var": a,
                 "df": float(n - 1)}
-    b = float(r.mean(axis=0).var(ddof=1))
-    return _combine(float(d.var(ddof=1)) / s, b, (a - b) / (s - 1), s, n)
+    per_seed = float(d.var(ddof=1)) / s                            # C / S
+    interaction = max(0.0, (a - b) / (s - 1))
+    examples = max(0.0, b - interaction)
+    shown = min(interaction, per_seed)
+    return {"var_seeds": per_seed - shown, "var_examples": examples, "var_interaction": shown,
+            "var": per_seed + examples, "df": float(s - 1)}
 
 
 def _per_unit(components: Mapping[str, float], n_seeds: int, n_examples: int) -> tuple[float, float, float]:
@@ -207,28 +248,30 @@ def planned(components: Mapping[str, float], n_seeds: int, n_examples: int, seed
     if seeds < 2 or examples < 2:
         raise ValueError(f"a plan needs at least 2 seeds and 2 examples, got {seeds} and {examples}")
     u, v, w = _per_unit(components, n_seeds, n_examples)
-    cell = w / (seeds * examples)
-    return _combine(u / seeds + cell, v / examples + cell, cell, seeds, examples)
+    parts = {"var_seeds": u / seeds, "var_examples": v / examples, "var_interaction": w / (seeds * examples)}
+    return {**parts, "var": sum(parts.values()), "df": float(seeds - 1)}
 
 
-def planned_mde(components: Mapping[str, float], n_seeds: int, n_examples: int, seeds: int, examples: int,
-                significance: float, power: float = 0.8, family_size: int = 1) -> float:
-    """The MDE (pp) of a design with ``seeds`` seeds and ``examples`` test examples."""
+def design(components: Mapping[str, float], n_seeds: int, n_examples: int, seeds: int, examples: int, *,
+           target_mde_pp: float, margin: float, significance: float, power: float = 0.8,
+           family_size: int = 1) -> dict[str, float]:
+    """What a design of ``seeds`` x ``examples`` buys: se, df, the exact MDE, the difference test's power at
+    ``target_mde_pp``, TOST's power to find ``equivalent`` at a true difference of 0, and ``reaches``."""
+    level = _check_levels(significance, power, family_size)
     p = planned(components, n_seeds, n_examples, seeds, examples)
-    return mde(math.sqrt(p["var"]), significance, power, family_size, p["df"])
+    se = math.sqrt(p["var"])
+    out = {"seeds": seeds, "examples": examples, "se_pp": se, "df": p["df"],
+           "mde_pp": mde(se, significance, power, family_size, p["df"]),
+           "power_at_target": difference_power(target_mde_pp, se, p["df"], level),
+           "tost_power": tost_power(se, p["df"], margin, level)}
+    out["reaches"] = bool(out["mde_pp"] <= target_mde_pp and out["tost_power"] >= power)
+    return out
 
 
-def examples_needed(components: Mapping[str, float], n_seeds: int, n_examples: int, seeds: int,
-                    target_mde_pp: float, significance: float, power: float = 0.8,
-                    family_size: int = 1, most: int = 10_000_000) -> float:
-    """Fewest test examples that bring the MDE to ``target_mde_pp`` with ``seeds`` seeds (inf if no test split
-    up to ``most`` examples can: the seeds' part of the variance alone is too large)."""
-    def reaches(n: int) -> bool:
-        return planned_mde(components, n_seeds, n_examples, seeds, n, significance, power,
-                           family_size) <= target_mde_pp
-    if not reaches(most):
+def _fewest(reaches, low: int, high: int) -> float:
+    """The smallest k in [low, high] with reaches(k) (monotone in k), inf when even ``high`` does not."""
+    if not reaches(high):
         return math.inf
-    low, high = 2, most                            # the MDE falls as n grows (var down, df up)
     if reaches(low):
         return float(low)
     while high - low > 1:
@@ -237,9 +280,29 @@ def examples_needed(components: Mapping[str, float], n_seeds: int, n_examples: i
     return float(high)
 
 
+def seeds_needed(components: Mapping[str, float], n_seeds: int, n_examples: int, examples: int, *,
+                 least: int = 2, most: int = 1000, **target) -> float:
+    """Fewest seeds in [least, most] whose design with ``examples`` test examples reaches the target
+    (``design``'s keywords), inf when none does."""
+    return _fewest(lambda k: design(components, n_seeds, n_examples, k, examples, **target)["reaches"],
+                   max(2, least), most)
+
+
+def examples_needed(components: Mapping[str, float], n_seeds: int, n_examples: int, seeds: int, *,
+                    most: int = 10_000_000, **target) -> float:
+    """Fewest test examples that reach the target with ``seeds`` seeds (inf if no test split up to ``most``
+    examples can: the seeds' part of the variance alone is too large)."""
+    return _fewest(lambda n: design(components, n_seeds, n_examples, seeds, n, **target)["reaches"], 2, most)
+
+
 def in_words(verdict_name: str, diff_pp: float, ci_low: float, ci_high: float, margin_pp: float,
-             mde_pp: float, versus: str, power: float = 0.8) -> str:
-    """A verdict as a sentence, e.g. "inconclusive: [-4.97, 1.67] is wider than +-1 pp"."""
+             mde_pp: float, versus: str, power: float = 0.8, note_text: str = "") -> str:
+    """A verdict as a sentence, e.g. "inconclusive: [-4.97, 1.67] is wider than +-1 pp"; a row with a
+    ``note`` (see ``note``) says only that."""
+    if note_text == IDENTICAL:
+        return f"no verdict: identical predictions to {versus} on every test example in every seed"
+    if note_text == UNDETECTABLE:
+        return f"no verdict: {UNDETECTABLE} with this design (too few seeds or examples)"
     interval = f"[{ci_low:.2f}, {ci_high:.2f}]"
     if verdict_name == "equivalent":
         return f"equivalent: within +-{margin_pp:g} pp of {versus} ({diff_pp:+.2f} pp, 95% CI {interval})"

@@ -118,9 +118,8 @@ class RunResults:
         return df if split is None else df[df["split"] == split].reset_index(drop=True)
 
     # ------------------------------------------------------------------ results files
-    @property
-    def predictions(self) -> pd.DataFrame:
-        """``predictions.parquet`` (or ``predictions.csv``): one row per (task, method, seed, split, idx)."""
+    def _all_predictions(self) -> pd.DataFrame:
+        """``predictions.parquet`` (or ``predictions.csv``) whole: both stages."""
         def load():
             pq, csv = self.path / "predictions.parquet", self.path / "predictions.csv"
             if pq.exists():
@@ -138,7 +137,36 @@ class RunResults:
                 raise ValueError(f"{f} lacks columns {sorted(missing)}; {_hint(self.path)}")
             return df
 
-        return self._cached("predictions", load)
+        return self._cached("all_predictions", load)
+
+    def _stage_rows(self, stage: str) -> pd.DataFrame:
+        df = self._all_predictions()
+        if "stage" not in df.columns:                  # a run made before the confirming stage existed
+            return df if stage == "choosing" else df.iloc[:0]
+        return self._cached(("stage_rows", stage), lambda: df[df["stage"] == stage].reset_index(drop=True))
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """The choosing stage's rows of ``predictions.parquet``: one per (task, method, seed, split, idx), every
+        method on the same seeds (what the analyses read)."""
+        return self._stage_rows("choosing")
+
+    @property
+    def confirming_predictions(self) -> pd.DataFrame:
+        """The confirming stage's rows: the primary comparisons' methods on fresh seeds (empty without one)."""
+        return self._stage_rows("confirming")
+
+    @property
+    def confirm_summary(self) -> pd.DataFrame:
+        """``confirm_summary.csv``: the confirming stage's methods over its fresh seeds (empty without one)."""
+        f = self.path / "confirm_summary.csv"
+        return self._cached("confirm_summary", lambda: pd.read_csv(f) if f.exists() else pd.DataFrame())
+
+    @property
+    def confirm_plan(self) -> dict | None:
+        """``confirm_plan.json``: the confirming stage's design per task (None without one)."""
+        f = self.path / "confirm_plan.json"
+        return self._cached("confirm_plan", lambda: json.loads(f.read_text()) if f.exists() else None)
 
     @property
     def master_results(self) -> pd.DataFrame:

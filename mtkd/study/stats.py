@@ -7,11 +7,11 @@ examples (each resample draws n examples with replacement, the same draw for
 every seed and for both methods of a paired comparison, and scores every seed
 on it) and the spread of the per-seed scores across seeds. Combined as crossed
 random effects (seeds x examples, `mtkd.study.power`), they give the standard
-error, its Satterthwaite degrees of freedom and the t interval ``mean +- t *
+error, its degrees of freedom (seeds - 1) and the t interval ``mean +- t *
 se``. Metrics are recomputed on every resample, so non-decomposable ones (F1,
 MCC) are handled exactly. Simulating 3 seeds x 400 examples
 (tests/study/test_stats.py), the 95 % interval of a difference covers the truth
-in about 95 % of studies whether the noise is mostly per example, per seed, or
+in at least 95 % of studies whether the noise is mostly per example, per seed, or
 independent errors.
 
 The confusion counts of all resamples are built at once and scored with each
@@ -20,13 +20,18 @@ metric module's batched ``from_confusion`` (the same formula as its
 a second.
 
 Verdicts (better / worse / equivalent / inconclusive), the TOST equivalence
-test, the minimum detectable effect (analytic, at the Bonferroni level
+test, the minimum detectable effect (exact, at the Bonferroni level
 significance / rows of the Holm family) and the variance components are defined
 in ``mtkd.study.power``; ``compare`` fills them into every row.
 
 Choices (best single, best multi) are made on the selection split with
 ``choose_best``; ``summarise`` and ``compare`` only report on the split they
-are given.
+are given. ``compare`` keeps two families apart: the *primary* comparisons
+(declared in ``stats.primary`` before the run: best multi vs best single, best
+single vs baseline), measured on the confirming seeds when they are given (seeds
+that made no choice), and the *secondary* ones (every other fuser vs best
+single), measured on the choosing seeds and labelled exploratory; Holm runs
+within each family.
 """
 from __future__ import annotations
 
@@ -46,8 +51,9 @@ COLUMNS = ("task", "method", "kind", "seed", "split", "idx", "label", "pred")
 KINDS = ("teacher", "baseline", "single", "multi")
 _CHUNK = 4_000_000        # resampled example slots per batch of confusion counts: bounds memory
 
-RESULTS_VERSION = 3       # bump when a change alters the result files computed from the same units
-                          # (2: normal p-values; 3: seeds x examples variance with Satterthwaite t)
+RESULTS_VERSION = 4       # bump when a change alters the result files computed from the same units
+                          # (2: normal p-values; 3: seeds x examples variance with Satterthwaite t;
+                          # 4: df = seeds - 1 without a pretest, exact power, primary and secondary families)
 
 
 def _metric_from_indices(metric: str, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -143,8 +149,9 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
     variance (`mtkd.study.power`).
 
     With an equivalence ``margin`` (pp) it also gives the TOST p-value of
-    ``|diff| < margin``, ``se_pp``, ``df`` and the variance components (seeds,
-    examples, interaction; their sum is ``se_pp ** 2``).
+    ``|diff| < margin``, ``se_pp``, ``df``, the variance components (seeds,
+    examples, interaction; their sum is ``se_pp ** 2``), the seeds used and
+    ``identical`` (both arms predict the same class on every example in every seed).
     """
     _check_settings(n_boot, confidence)
     seeds_a, labels, preds_a = _check_preds("a", a)
@@ -164,7 +171,8 @@ def paired_comparison(a: PredBySeed, b: PredBySeed, metric: str, n_boot: int = 2
         return out
     return {**out, "equivalence_p": power.tost_p_value(diff, se, margin, df), "se_pp": se, "df": df,
             **{k: spread[k] for k in ("var_seeds", "var_examples", "var_interaction")},
-            "n_seeds": len(seeds_a), "n_examples": len(labels)}
+            "n_seeds": len(seeds_a), "n_examples": len(labels), "identical": bool(np.array_equal(preds_a, preds_b)),
+            "seeds": " ".join(str(s) for s in seeds_a)}
 
 
 def holm(p_values) -> np.ndarray:
@@ -267,12 +275,13 @@ def choose_best(predictions: pd.DataFrame, metrics: Mapping[str, str], kind: str
     return {task: min(candidates)[1] for task, candidates in means.items()}
 
 
-COMPARE_COLUMNS = ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
-                   "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp",
+COMPARE_COLUMNS = ["task", "comparison", "a", "b", "metric", "family", "seeds", "diff_pp", "ci_low", "ci_high",
+                   "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp", "note",
                    "equivalence_p", "equivalence_p_adjusted", "se_pp", "df", "var_seeds", "var_examples",
                    "var_interaction", "n_seeds", "n_examples"]
-MEASURED = ["diff_pp", "ci_low", "ci_high", "p_value", "equivalence_p", "se_pp", "df", "var_seeds", "var_examples",
-            "var_interaction", "n_seeds", "n_examples"]
+MEASURED = ["seeds", "diff_pp", "ci_low", "ci_high", "p_value", "equivalence_p", "se_pp", "df", "var_seeds",
+            "var_examples", "var_interaction", "n_seeds", "n_examples", "identical"]
+FAMILIES = ("primary", "secondary")
 
 
 def _pairs(task: str, methods: Mapping[str, str], choice: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -297,55 +306,93 @@ def _pairs(task: str, methods: Mapping[str, str], choice: Mapping[str, str]) -> 
     return pairs
 
 
+def _task_groups(rows: pd.DataFrame, task: str) -> tuple[dict, dict]:
+    groups = dict(tuple(rows[rows["task"] == task].groupby("method", sort=True)))
+    return groups, {m: _method_kind(g, f"task {task!r}, method {m!r}") for m, g in groups.items()}
+
+
+def _measure(task: str, a: str, b: str, groups: dict, metric: str, n_boot: int, confidence: float,
+             rng: np.random.Generator, margin: float, where: str) -> dict:
+    missing = [m for m in (a, b) if m not in groups]
+    if missing:
+        raise ValueError(f"task {task!r}: {where} has no predictions of {missing} (has {sorted(groups)})")
+    ids_a, pa = seed_predictions(groups[a], f"task {task!r}, method {a!r}")
+    ids_b, pb = seed_predictions(groups[b], f"task {task!r}, method {b!r}")
+    if not np.array_equal(ids_a, ids_b):
+        raise ValueError(f"task {task!r}: {a!r} and {b!r} were not evaluated on the same examples")
+    return paired_comparison(pa, pb, metric, n_boot, confidence, rng, margin)
+
+
 def compare(predictions: pd.DataFrame, metrics: Mapping[str, str], selection_choice: Mapping[str, Mapping[str, str]],
             split: str = "test", n_boot: int = 2000, confidence: float = 0.95, significance: float = 0.05,
-            seed: int = 0, margin: float = 1.0, power_level: float = 0.8) -> pd.DataFrame:
-    """Paired comparisons on ``split`` with Holm's correction over the whole table, and their verdicts.
+            seed: int = 0, margin: float = 1.0, power_level: float = 0.8, primary=power.PRIMARY,
+            confirming: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paired comparisons on ``split``, Holm's correction within each family, and their verdicts.
 
     Per task: best multi vs best single (always), every other multi method vs
     the best single, and the best single vs the baseline. ``a - b`` is reported,
     so a positive diff means ``a`` scores higher. The best methods come from
     ``selection_choice`` (see ``choose_best`` on the selection split).
+    Comparisons named in ``primary`` form the primary family: measured on
+    ``confirming`` (the confirming stage's predictions, fresh seeds) when given,
+    else on ``predictions``; the rest are the secondary family, on ``predictions``.
     ``verdict``, the TOST at ``margin`` pp and ``mde_pp`` (at ``power_level``,
-    Bonferroni level ``significance / rows``) are defined in ``mtkd.power``.
+    Bonferroni level ``significance / rows of the family``) are defined in ``mtkd.power``.
     """
     _check_settings(n_boot, confidence)
     if not 0.0 < significance < 1.0:
         raise ValueError(f"significance must lie in (0, 1), got {significance}")
     if not margin > 0:
         raise ValueError(f"the equivalence margin must be > 0 pp (stats.equivalence_margin), got {margin}")
+    unknown = sorted(set(primary) - set(power.PRIMARY))
+    if unknown:
+        raise ValueError(f"stats.primary names {unknown}: not a comparison (choose from {list(power.PRIMARY)})")
     rows = split_rows(predictions, metrics, split)
+    later = split_rows(confirming, metrics, split) if confirming is not None else None
     tasks = sorted(rows["task"].unique())
     unchosen = [t for t in tasks if t not in selection_choice]
     if unchosen:
         raise ValueError(f"selection_choice has no entry for the tasks {unchosen}")
     records = []
     for task in tasks:
-        t_rows = rows[rows["task"] == task]
-        groups = dict(tuple(t_rows.groupby("method", sort=True)))
-        methods = {m: _method_kind(g, f"task {task!r}, method {m!r}") for m, g in groups.items()}
+        groups, methods = _task_groups(rows, task)
+        confirm_groups = _task_groups(later, task)[0] if later is not None else groups
         for comparison, a, b in _pairs(task, methods, selection_choice[task]):
-            ids_a, pa = seed_predictions(groups[a], f"task {task!r}, method {a!r}")
-            ids_b, pb = seed_predictions(groups[b], f"task {task!r}, method {b!r}")
-            if not np.array_equal(ids_a, ids_b):
-                raise ValueError(f"task {task!r}: {a!r} and {b!r} were not evaluated on the same examples")
-            res = paired_comparison(pa, pb, metrics[task], n_boot, confidence, task_rng(seed, task), margin)
-            records.append({"task": task, "comparison": comparison, "a": a, "b": b, "metric": metrics[task], **res})
-    table = pd.DataFrame.from_records(records, columns=["task", "comparison", "a", "b", "metric", *MEASURED])
-    return adjust_family(table, significance, margin, power_level)[COMPARE_COLUMNS]
+            family = "primary" if comparison in primary else "secondary"
+            source, where = ((confirm_groups, "the confirming stage") if family == "primary"
+                             else (groups, "the choosing stage"))
+            res = _measure(task, a, b, source, metrics[task], n_boot, confidence, task_rng(seed, task), margin, where)
+            records.append({"task": task, "comparison": comparison, "a": a, "b": b, "metric": metrics[task],
+                            "family": family, **res})
+    table = pd.DataFrame.from_records(records, columns=["task", "comparison", "a", "b", "metric", "family",
+                                                       *MEASURED])
+    return adjust_families(table, significance, margin, power_level)[COMPARE_COLUMNS]
+
+
+def adjust_families(table: pd.DataFrame, significance: float, margin: float, power_level: float) -> pd.DataFrame:
+    """``adjust_family`` within each value of ``family``, rows kept in their order."""
+    parts = [adjust_family(g, significance, margin, power_level) for _, g in table.groupby("family", sort=False)]
+    return pd.concat(parts).loc[table.index] if parts else adjust_family(table, significance, margin, power_level)
 
 
 def adjust_family(table: pd.DataFrame, significance: float, margin: float, power_level: float) -> pd.DataFrame:
-    """Holm over every row of ``table`` (one family), then each row's verdict and ``mde_pp``.
+    """Holm over every row of ``table`` (one family), then each row's verdict, ``mde_pp`` and ``note``.
 
-    ``compare`` gives one family per study; the conditions put the rows of every condition value into one
-    family, so scanning many conditions for a winner pays for the looking."""
+    A row whose arms predict identically everywhere, or whose MDE exceeds what the metric can move, gets
+    ``inconclusive`` and a ``note`` saying so (`power.note`) instead of a verdict read from its numbers.
+    ``compare`` gives one family per kind of comparison; the conditions put the rows of every condition value
+    into one family, so scanning many conditions for a winner pays for the looking."""
     table = table.copy()
     table["p_adjusted"] = holm(table["p_value"].to_numpy())
     table["significant"] = table["p_adjusted"] <= significance
     table["equivalence_p_adjusted"] = holm(table["equivalence_p"].to_numpy())
-    table["verdict"] = [power.verdict(r.diff_pp, r.p_adjusted, r.equivalence_p_adjusted, significance)
-                        for r in table.itertuples()]
     table["margin_pp"] = float(margin)
     table["mde_pp"] = [power.mde(r.se_pp, significance, power_level, len(table), r.df) for r in table.itertuples()]
+    identical = (table["identical"] if "identical" in table        # a table already adjusted keeps its note
+                 else table["note"] == power.IDENTICAL if "note" in table else pd.Series(False, index=table.index))
+    table["note"] = [power.note(bool(i), m) for i, m in zip(identical, table["mde_pp"])]
+    table.loc[table["note"] == power.IDENTICAL, "mde_pp"] = float("nan")      # no spread: no power to speak of
+    table["verdict"] = [power.verdict(r.diff_pp, r.p_adjusted, r.equivalence_p_adjusted, significance)
+                        if not r.note else "inconclusive" for r in table.itertuples()]
+    table.loc[table["note"] != "", "significant"] = False
     return table

@@ -1,5 +1,6 @@
 """The smoke study end to end through papermill: SPEC's outputs, recomputable scores, caching, offline HTML."""
 import itertools
+import math
 import json
 import os
 import re
@@ -52,7 +53,7 @@ def smoke(tmp_path_factory):
 
 def test_every_spec_output_exists(smoke):
     for name in ("params.yaml", "master_results.csv", "predictions.parquet", "success_metrics.json",
-                 "summary.csv", "comparisons.csv", ".complete"):
+                 "summary.csv", "comparisons.csv", "confirm_plan.json", "confirm_summary.csv", ".complete"):
         assert (smoke / name).is_file(), name
     for nb in NOTEBOOKS:
         assert (smoke / "reports" / f"{nb}.ipynb").is_file()
@@ -76,11 +77,12 @@ def test_master_results_schema(smoke):
     assert {"task", "method", "kind", "seed", "split", "metric", "score"} <= set(master.columns)
     assert set(master["kind"]) == {"teacher", "baseline", "single", "multi"}
     assert not master.duplicated(["task", "method", "seed", "split"]).any()
+    assert set(master["stage"]) == {"choosing", "confirming"}
     for method, kind in master[["method", "kind"]].drop_duplicates().itertuples(index=False):
         prefix = {"teacher": "teacher:", "single": "single:", "multi": "multi:"}.get(kind)
         assert method == "baseline" if kind == "baseline" else method.startswith(prefix)
     assert master["score"].between(0, 100).all()
-    students = master[master.kind != "teacher"]
+    students = master[(master.kind != "teacher") & (master.stage == "choosing")]
     assert set(students["seed"]) == {1, 2}
     assert {"average", "weighted", "best_per_sample", "gating", "calibrated_average", "entropy_weighted",
             "majority_vote", "average_probs", "ca_mkd", "ebkd", "curriculum", "region_weighted"} == {
@@ -96,10 +98,10 @@ def test_every_score_is_recomputed_from_predictions(smoke):
     metric_fn = {"accuracy": lambda y, p: accuracy_score(y, p),
                  "macro_f1": lambda y, p: f1_score(y, p, average="macro", zero_division=0),
                  "f1": lambda y, p: f1_score(y, p, zero_division=0)}
-    groups = preds.groupby(["task", "method", "seed", "split"])
+    groups = preds.groupby(["task", "method", "seed", "split", "stage"])
     assert len(groups) == len(master)
     for row in master.itertuples(index=False):
-        g = groups.get_group((row.task, row.method, row.seed, row.split))
+        g = groups.get_group((row.task, row.method, row.seed, row.split, row.stage))
         assert row.score == pytest.approx(100 * metric_fn[row.metric](g["label"], g["pred"]), abs=1e-9)
     for _, g in preds.groupby("task"):
         probs = np.stack(g["probs"].to_numpy())
@@ -119,15 +121,23 @@ def test_summary_and_comparisons_agree_with_master(smoke):
     assert {"task", "a", "b", "diff_pp", "ci_low", "ci_high", "p_value", "p_adjusted",
             "significant"} <= set(comparisons.columns)
     test = master[master.split == "test"]
-    means = test.groupby(["task", "method"])["score"].mean()
-    for row in summary.itertuples(index=False):
-        assert row.mean == pytest.approx(means[(row.task, row.method)], abs=1e-9)
-        assert row.ci_low <= row.mean + 1e-9 and row.mean <= row.ci_high + 1e-9
+    confirm_summary = pd.read_csv(smoke / "confirm_summary.csv")
+    for stage, table in (("choosing", summary), ("confirming", confirm_summary)):
+        means = test[test.stage == stage].groupby(["task", "method"])["score"].mean()
+        assert len(table) == len(means)
+        for row in table.itertuples(index=False):
+            assert row.mean == pytest.approx(means[(row.task, row.method)], abs=1e-9)
+            assert row.ci_low <= row.mean + 1e-9 and row.mean <= row.ci_high + 1e-9
     per_seed = test.set_index(["task", "method", "seed"])["score"].sort_index()      # sorted: fast, no lexsort warning
     for row in comparisons.itertuples(index=False):
-        diff = (per_seed[row.task, row.a] - per_seed[row.task, row.b]).mean()
+        seeds = [int(x) for x in row.seeds.split()]
+        # primary rows on the confirming stage's fresh seeds alone, secondary ones on the choosing seeds
+        assert seeds == ([3, 4] if row.family == "primary" else [1, 2])
+        diff = (per_seed[row.task, row.a][seeds] - per_seed[row.task, row.b][seeds]).mean()
         assert row.diff_pp == pytest.approx(diff, abs=1e-9)
         assert row.p_value <= row.p_adjusted <= 1
+    assert set(comparisons[comparisons.family == "primary"]["comparison"]) == {"best multi vs best single",
+                                                                                "best single vs baseline"}
     choices = json.loads((smoke / "choices.json").read_text())
     for task, choice in choices.items():
         hit = comparisons[(comparisons.task == task) & (comparisons.a == choice["best_multi"])
@@ -141,14 +151,18 @@ def test_summary_and_comparisons_agree_with_master(smoke):
 def test_success_metrics_are_taken_from_summary_and_comparisons(smoke):
     sm = json.loads((smoke / "success_metrics.json").read_text())
     summary = pd.read_csv(smoke / "summary.csv").set_index(["task", "method"])
-    assert "selection split" in sm["protocol"]
+    assert "selection split" in sm["protocol"] and sm["design"] == "two stages"
     for task, t in sm["tasks"].items():
         for key in ("best_single", "best_multi", "best_teacher"):
             assert t[key]["mean"] == pytest.approx(summary.loc[(task, t[key]["method"]), "mean"])
         c = t["multi_advantage_pp"]
         assert t["verdict"] == c["verdict"] in {"better", "worse", "equivalent", "inconclusive"}
-        assert t["verdict_in_words"].startswith(t["verdict"] + ":")
-        assert f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]" in t["verdict_in_words"]
+        assert c["family"] == "primary" and c["seeds"] == [3, 4] and "design" in c
+        if c["note"]:                                  # identical predictions / nothing detectable: words only
+            assert t["verdict_in_words"].startswith("no verdict:") and "[" not in t["verdict_in_words"]
+        else:
+            assert t["verdict_in_words"].startswith(t["verdict"] + ":")
+            assert f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]" in t["verdict_in_words"]
         parts = c["variance_components"]
         if parts["var_seeds"] + parts["var_examples"] + parts["var_interaction"] > 0:   # 0: identical predictions
             assert parts["share_seeds"] + parts["share_examples"] + parts["share_interaction"] == pytest.approx(1)
@@ -164,8 +178,11 @@ def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
     params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
     alpha, margin = params["significance"], params["equivalence_margin"]
     assert (comparisons["margin_pp"] == margin).all()
+    from mtkd.study import power
     for r in comparisons.itertuples(index=False):
-        if r.p_adjusted <= alpha:
+        if isinstance(r.note, str) and r.note:                     # identical predictions / nothing detectable
+            assert r.verdict == "inconclusive" and not r.significant
+        elif r.p_adjusted <= alpha:
             assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
             assert not r.ci_low <= 0 <= r.ci_high                  # significant after Holm: 0 is outside the 95% CI
         elif r.equivalence_p_adjusted <= alpha:
@@ -174,9 +191,11 @@ def test_comparison_verdicts_are_consistent_with_their_intervals(smoke):
         else:
             assert r.verdict == "inconclusive"
         assert r.equivalence_p <= r.equivalence_p_adjusted <= 1
+        assert r.df == len(r.seeds.split()) - 1                     # what the seeds can support
+        family = int((comparisons["family"] == r.family).sum())  # Holm's first level is alpha / family rows
+        expected = power.mde(r.se_pp, alpha, params["power"], family, r.df)
+        assert (math.isnan(r.mde_pp) and r.note == "identical predictions") or r.mde_pp == pytest.approx(expected)
     df = comparisons["df"]
-    t = student_t.ppf(1 - alpha / (2 * len(comparisons)), df) + student_t.ppf(params["power"], df)
-    np.testing.assert_allclose(comparisons["mde_pp"], t * comparisons["se_pp"])
     assert (comparisons["var_seeds"] >= 0).all() and (comparisons["var_examples"] >= 0).all()
     # the interval is diff +- t_df se, and se^2 is the sum of the three variance parts
     half = student_t.ppf(0.975, df) * comparisons["se_pp"]
@@ -252,11 +271,14 @@ def test_conditions_are_studies_of_their_own_in_one_holm_family(smoke):
     expected = np.empty_like(adjusted)
     expected[order] = adjusted
     np.testing.assert_allclose(table["p_adjusted"], expected)
-    from scipy.stats import t as student_t
-    t = student_t.ppf(1 - st["significance"] / (2 * len(table)), table["df"]) + student_t.ppf(st["power"], table["df"])
-    np.testing.assert_allclose(table["mde_pp"], t * table["se_pp"])
+    from mtkd.study import power
     for r in table.itertuples(index=False):
-        if r.p_adjusted <= st["significance"]:
+        expected = power.mde(r.se_pp, st["significance"], st["power"], len(table), r.df)
+        assert (math.isnan(r.mde_pp) and r.se_pp == 0) or r.mde_pp == pytest.approx(expected)
+    for r in table.itertuples(index=False):
+        if r.se_pp == 0 or r.mde_pp > 100:                           # no verdict read from these numbers
+            assert r.verdict == "inconclusive"
+        elif r.p_adjusted <= st["significance"]:
             assert r.verdict == ("better" if r.diff_pp > 0 else "worse")
         elif r.equivalence_p_adjusted <= st["significance"]:
             assert r.verdict == "equivalent" and abs(r.diff_pp) < st["equivalence_margin"]
@@ -271,7 +293,7 @@ def test_conditions_are_studies_of_their_own_in_one_holm_family(smoke):
 def test_condition_units_are_trained_once_and_shared_with_the_main_study(smoke):
     from mtkd.study.pipeline import Run, plan
     run = Run.open(smoke)
-    main = {run.unit_dir(u) for u in plan(run, "students")}
+    main = {run.unit_dir(u) for stage in ("students", "confirm") for u in plan(run, stage)}
     conditions = [run.unit_dir(u) for u in plan(run, "conditions")]
     assert len(conditions) == len(set(conditions))
     assert all((d / ".done").is_file() for d in conditions)
@@ -417,38 +439,30 @@ def test_a_changed_param_recomputes_only_what_depends_on_it(smoke):
 
 
 def test_mtkd_plan_and_summary_on_the_smoke_run(smoke, capsys):
-    from scipy.stats import f as f_dist, t as student_t
-
     from mtkd.cli import main
+    from mtkd.study import power
     assert main(["plan", str(smoke), "--mde", "2.0"]) == 0
     out = capsys.readouterr().out
     comparisons = pd.read_csv(smoke / "comparisons.csv")
     params = yaml.safe_load((smoke / "params.yaml").read_text())["stats"]
-    level = params["significance"] / len(comparisons)
-    head = comparisons[comparisons["comparison"] == "best multi vs best single"]
-
-    def mde_with(r, seeds, n):                                   # the plan's formula, by hand
-        u, v = r.var_seeds * r.n_seeds, r.var_examples * r.n_examples
-        w = r.var_interaction * r.n_seeds * r.n_examples
-        cell = w / (seeds * n)
-        seeds_term, examples_term = u / seeds + cell, v / n + cell
-        var = u / seeds + v / n + cell
-        if seeds_term <= cell * f_dist.ppf(0.75, seeds - 1, (seeds - 1) * (n - 1)):
-            var, df = examples_term, n - 1                        # no seeds part shows: pooled
-        else:
-            df = var ** 2 / (seeds_term ** 2 / (seeds - 1) + examples_term ** 2 / (n - 1)
-                             + cell ** 2 / ((seeds - 1) * (n - 1)))
-        return (student_t.ppf(1 - level / 2, df) + student_t.ppf(params["power"], df)) * var ** 0.5
-
-    for r in head.itertuples(index=False):
+    primary = comparisons[comparisons["family"] == "primary"]
+    target = {"target_mde_pp": 2.0, "margin": params["equivalence_margin"], "significance": params["significance"],
+              "power": params["power"], "family_size": len(primary)}
+    header = next(ln for ln in out.splitlines() if ln.startswith("| task | comparison"))
+    column = header.split(" | ").index("5 seeds")
+    for r in primary[primary["comparison"] == "best multi vs best single"].itertuples(index=False):
         if r.se_pp == 0:
             continue
+        parts = {"var_seeds": r.var_seeds, "var_examples": r.var_examples, "var_interaction": r.var_interaction}
+
+        def reaches(n):                                             # the plan's rule, by brute force at the edge
+            return power.design(parts, r.n_seeds, r.n_examples, 5, n, **target)["reaches"]
         line = next(ln for ln in out.splitlines() if ln.startswith(f"| {r.task} | best multi vs best single"))
-        got = line.split(" | ")[4].strip()                        # columns: task, comparison, now, 3 seeds, 5 seeds
+        got = line.split(" | ")[column].strip()
         if got == "unreachable":
-            assert mde_with(r, 5, 10_000_000) > 2.0
+            assert not reaches(10_000_000)
         else:
-            assert mde_with(r, 5, int(got)) <= 2.0 < (mde_with(r, 5, int(got) - 1) if int(got) > 2 else 99)
+            assert reaches(int(got)) and (int(got) == 2 or not reaches(int(got) - 1))
     assert main(["summary", str(smoke)]) == 0
     out = capsys.readouterr().out
     assert "in words" in out and "share seeds" in out and "F1 ABBR" in out

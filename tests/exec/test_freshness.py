@@ -57,6 +57,38 @@ def test_input_content_unit_markers_code_and_params_change_the_key(setup):
     assert key(run, nb, other)["execute"] != k3
 
 
+def test_a_stray_file_in_the_run_changes_no_key(setup):
+    """Only the files notebooks read count: a user's notes or a Finder .DS_Store re-executes nothing."""
+    run, nb, params = setup
+    k = key(run, nb, params)
+    (run / "notes.txt").write_text("look at task t again")
+    (run / ".DS_Store").write_bytes(b"\0\1")
+    (run / "data" / ".DS_Store").write_bytes(b"\0\1")
+    (run / "scratch").mkdir()
+    (run / "scratch" / "plot.png").write_bytes(b"png")
+    (run / "data" / "t" / ".examples.parquet.x1y2.tmp").write_bytes(b"partial")   # a killed writer's temporary
+    assert key(run, nb, params) == k
+
+
+@pytest.mark.parametrize("name", [*freshness.INPUT_FILES, "data/t/task.json", "logits/t/a/test.npz",
+                                  "fusion/t.json"])
+def test_every_file_notebooks_read_changes_the_key(setup, name):
+    run, nb, params = setup
+    k = key(run, nb, params)["execute"]
+    (run / name).parent.mkdir(parents=True, exist_ok=True)
+    (run / name).write_bytes(b"v1")
+    k1 = key(run, nb, params)["execute"]
+    (run / name).write_bytes(b"v2")
+    assert len({k, k1, key(run, nb, params)["execute"]}) == 3
+
+
+def test_input_files_name_the_results_stage_files():
+    from mtkd.study.collect import RESULT_FILES
+    from mtkd.study.condition_results import CONDITION_FILES
+    assert set(RESULT_FILES) | set(CONDITION_FILES) | {"sweep_results.csv"} <= set(freshness.INPUT_FILES)
+    assert "params.yaml" not in freshness.INPUT_FILES        # params count through keys(), less RENDER_ONLY
+
+
 def test_notebook_source_counts_its_outputs_do_not(setup):
     run, nb, params = setup
     k = key(run, nb, params)["execute"]

@@ -204,13 +204,14 @@ def test_choose_best_uses_the_given_split_and_breaks_ties_alphabetically():
         choose_best(frame, METRICS, "student")
 
 
-def test_compare_rows_and_holm_over_the_table():
+def test_compare_rows_and_holm_within_each_family():
     frame = _frame()
     choice = {"t": {"best_single": "single:x", "best_multi": "multi:average"},
               "u": {"best_single": "single:x", "best_multi": "multi:average"}}
     table = compare(frame, METRICS, choice, n_boot=300, significance=0.05)
-    assert list(table.columns)[:14] == ["task", "comparison", "a", "b", "metric", "diff_pp", "ci_low", "ci_high",
-                                        "p_value", "p_adjusted", "significant", "verdict", "margin_pp", "mde_pp"]
+    assert list(table.columns)[:17] == ["task", "comparison", "a", "b", "metric", "family", "seeds", "diff_pp",
+                                        "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "verdict",
+                                        "margin_pp", "mde_pp", "note"]
     t = table[table["task"] == "t"]
     assert list(zip(t["comparison"], t["a"], t["b"])) == [
         ("best multi vs best single", "multi:average", "single:x"),
@@ -225,12 +226,15 @@ def test_compare_rows_and_holm_over_the_table():
           for m in ("multi:average", "single:x")}
     assert u["diff_pp"].iloc[0] == pytest.approx(np.mean([f1["multi:average"][s] - f1["single:x"][s]
                                                           for s in (1, 2, 3)]))
-    p = table["p_value"].to_numpy()
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))
-    np.testing.assert_allclose(table["p_adjusted"].to_numpy()[order], expected)
-    assert (table["significant"] == (table["p_adjusted"] <= 0.05)).all()
+    assert list(table["family"]) == ["primary", "secondary", "primary", "primary", "primary"]
+    assert list(table["seeds"]) == ["1 2"] * 3 + ["1 2 3"] * 2             # the seeds each row used
+    for _, family in table.groupby("family"):                     # Holm within each family alone
+        p = family["p_value"].to_numpy()
+        m = len(p)
+        order = np.argsort(p, kind="stable")
+        expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))
+        np.testing.assert_allclose(family["p_adjusted"].to_numpy()[order], expected)
+    assert (table["significant"] == ((table["p_adjusted"] <= 0.05) & (table["note"] == ""))).all()
     assert (table["ci_low"] <= table["diff_pp"]).all() and (table["diff_pp"] <= table["ci_high"]).all()
 
 
