@@ -138,6 +138,16 @@ def _section(title: str, content: str, anchor: str) -> str:
     return f'<h2 id="{anchor}">{html.escape(title)}</h2>\n{content}'
 
 
+def _design_html(run) -> str:
+    """Each primary comparison's seeds, MDE and power (none for a run written before the confirming stage)."""
+    from mtkd.report import tables as report
+    from mtkd.report.paper import paper
+    try:
+        return paper(report.design(run)).to_html()
+    except KeyError:
+        return ""
+
+
 def write_index(run_dir: Path, pages: list[dict], total_seconds: float | None = None) -> Path:
     """``reports/index.html``. ``pages``: ``{"name", "title", "status", "seconds"}`` per notebook, in order.
 
@@ -154,7 +164,7 @@ def write_index(run_dir: Path, pages: list[dict], total_seconds: float | None = 
              f'<p class="muted">run folder {e(str(run_dir))}</p>']
     try:
         protocol = run.success_metrics.get("protocol", "")
-        verdicts = paper(report.verdicts(run)).to_html() + paper(report.design(run)).to_html()
+        verdicts = paper(report.verdicts(run)).to_html() + _design_html(run)
         main = paper(report.main_table(run)).to_html()
     except (FileNotFoundError, KeyError, ValueError) as err:
         protocol, verdicts, main = "", f'<p class="muted">headline not available: {e(str(err))}</p>', ""

@@ -231,6 +231,8 @@ def design(run: RunResults) -> pd.DataFrame:
 def _plan_words(plan: dict) -> str:
     if not plan:
         return "no confirming stage: choice and test share seeds"
+    if plan.get("unplanned"):
+        return plan["in_words"]
     if not plan["se_pp"] > 0:
         return "planned from no spread at all (identical predictions while choosing): the fewest seeds"
     if plan["capped"]:

@@ -195,8 +195,10 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
             family_rows = primary_rows if row["family"] == "primary" else int((comparisons["family"] ==
                                                                                 row["family"]).sum())
             out = _comparison_entry(row, versus, st, family_rows)
-            if plan is not None and row["comparison"] in plan["tasks"][task]["comparisons"]:
-                t = plan["tasks"][task]
+            t = plan["tasks"][task] if plan is not None and row["family"] == "primary" else None
+            if t is not None and t.get("unplanned"):
+                out["design"] = {"capped": True, "unplanned": True, "in_words": t["unplanned"]}
+            elif t is not None and row["comparison"] in t["comparisons"]:
                 out["design"] = {**t["comparisons"][row["comparison"]]["planned"], "capped": t["capped"],
                                  "in_words": reached_in_words(t, row["comparison"], st.target_mde_pp,
                                                               st.equivalence_margin)}

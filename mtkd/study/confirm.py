@@ -25,6 +25,7 @@ from mtkd.study.methods import BASELINE
 
 PLAN_FILE = "confirm_plan.json"
 PLAN_VERSION = 1          # bump when the planning rule changes
+ONE_SEED = "one choosing seed: no spread across seeds to plan from, so the cap"
 
 
 def fresh_seeds(seeds, count: int) -> list[int]:
@@ -107,6 +108,12 @@ def write_plan(run) -> dict:
         rows = stats.split_rows(predictions[predictions.task == task], metrics, "test")
         methods = sorted(rows["method"].unique())
         components, n_seeds, n_examples = {}, len(run.params.seeds), 0
+        if n_seeds < 2:                          # no spread across seeds to plan from: the cap
+            tasks[task] = {"choice": choice, "methods": primary_methods(st.primary, choice, methods),
+                           "seeds": fresh_seeds(run.params.seeds, st.max_confirm_seeds), "n_examples": None,
+                           "choosing_seeds": list(run.params.seeds), "count": st.max_confirm_seeds,
+                           "capped": True, "comparisons": {}, "unplanned": ONE_SEED}
+            continue
         for comparison in st.primary:
             if not set(primary_methods([comparison], choice, methods)):
                 continue
@@ -117,10 +124,6 @@ def write_plan(run) -> dict:
                                         stats.task_rng(0, task), st.equivalence_margin)
             components[comparison] = {k: r[k] for k in ("var_seeds", "var_examples", "var_interaction")}
             n_examples = int(r["n_examples"])
-        if n_seeds < 2:
-            raise ValueError(f"the confirming stage is planned from the choosing stage's spread across seeds: "
-                             f"`seeds` needs at least 2 (has {run.params.seeds}), or set "
-                             "stats.max_confirm_seeds: 0 for a single stage")
         planned = plan_task(components, n_seeds, n_examples, st, families)
         tasks[task] = {"choice": choice, "methods": primary_methods(st.primary, choice, methods),
                        "seeds": fresh_seeds(run.params.seeds, planned["count"]), "n_examples": n_examples,
@@ -137,9 +140,11 @@ def describe(plan: dict) -> list[str]:
     """The plan in lines for the run's log: per task the seeds and what they buy."""
     lines = []
     for task, t in plan["tasks"].items():
-        head = (f"confirm {task}: {len(t['seeds'])} fresh seeds ({t['seeds'][0]}-{t['seeds'][-1]}) x "
-                f"{t['n_examples']} test examples for {', '.join(t['methods'])}")
-        if t["capped"]:
+        head = (f"confirm {task}: {len(t['seeds'])} fresh seeds ({t['seeds'][0]}-{t['seeds'][-1]}) for "
+                f"{', '.join(t['methods'])}" + (f" on {t['n_examples']} test examples" if t["n_examples"] else ""))
+        if t.get("unplanned"):
+            head += f" ({t['unplanned']})"
+        elif t["capped"]:
             head += f" (the cap, stats.max_confirm_seeds = {plan['max_seeds']}: the target needs more)"
         lines.append(head)
         for c, d in t["comparisons"].items():
@@ -157,8 +162,3 @@ def reached_in_words(plan_task_entry: dict, comparison: str, target_mde_pp: floa
     seeds = f"{len(t['seeds'])} fresh seeds" + (" (the cap)" if t["capped"] else "")
     return (f"{seeds}: MDE {d['mde_pp']:.2f} pp (target {target_mde_pp:g}), power {d['power_at_target']:.0%} at "
             f"{target_mde_pp:g} pp, TOST power {d['tost_power']:.0%} within +-{margin_pp:g} pp")
-
-
-def worst_case_units(run) -> int:
-    """Stage 2's most students: the cap x 3 methods per task (before stage 1 says which)."""
-    return run.params.stats.max_confirm_seeds * 3 * len(run.tasks) if run.params.stats.max_confirm_seeds else 0

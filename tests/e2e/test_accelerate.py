@@ -131,10 +131,11 @@ def test_retries_then_completes_in_one_process(tmp_path):
     assert calls.count(FLAKY) == 2
     # smoke's conditions (transfer 0/40, two teacher sets; fusers average, gating) add 6 units beside these
     # students: gating at the main settings, single/average/gating with 40 transfer rows, average/gating of the
-    # two-teacher subset; the rest are the main study's own units, reused
+    # two-teacher subset; the rest are the main study's own units, reused. The confirming stage trains best
+    # single, best multi and the baseline on smoke's two fresh seeds (2 and 3 after the one choosing seed)
     assert {s["stage"]: s["computed"] for s in summaries} == {"teachers": 3, "logits": 3, "students": 5,
-                                                              "conditions": 6}
-    assert all(io.stage_done(run.dir, s) for s in ("teachers", "logits", "students", "conditions"))
+                                                              "confirm": 6, "conditions": 6}
+    assert all(io.stage_done(run.dir, s) for s in ("teachers", "logits", "students", "confirm", "conditions"))
 
 
 def test_ray_is_refused_under_a_multi_process_launch(monkeypatch, tmp_path):

@@ -139,7 +139,8 @@ def test_a_unit_that_fails_once_is_retried_and_the_run_completes(failed_run, cap
     summaries = run_all(run, max_retries=1, unit_fn=fails_once)
     n_conditions = len(pipeline.plan(run, "conditions"))       # smoke's grid: 6 units of its own (see test_accelerate)
     assert {s["stage"]: (s["computed"], s["reused"]) for s in summaries} == {
-        "teachers": (0, 3), "logits": (0, 3), "students": (1, 4), "conditions": (6, n_conditions - 6)}
+        "teachers": (0, 3), "logits": (0, 3), "students": (1, 4), "confirm": (6, 0),    # 3 methods x 2 fresh seeds
+        "conditions": (6, n_conditions - 6)}
     assert (run.dir / "failed-once-students-single-tiny_a").exists()
     assert all(run.is_done(u) for u in pipeline.plan(run, "students"))
     assert io.stage_done(run.dir, "students")
