@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: study conditions test test-fast lab bench bench-quick bench-precision pictures clean-venv
+.PHONY: study conditions test test-fast lab bench bench-quick bench-precision docs pictures clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-precision: $(STAMP)
 	$(BIN)/mtkd run params/embedded.yaml
 	$(BIN)/mtkd run params/embedded.yaml --set precision=fp32 --set run_name=embedded-fp32
 	$(BIN)/python benchmarks/precision.py outputs/embedded-fp32 outputs/embedded --out benchmarks/precision-embedded.json
+
+## make docs [RUN=outputs/embedded]: README's and docs/findings.md's tables from a finished run (and the
+## small result files they quote, kept in docs/results/embedded)
+docs: $(STAMP)
+	$(BIN)/mtkd docs $(RUN)
 
 ## make pictures [RUN=outputs/embedded]: the README's images (headline figure, explorer) from a finished run
 pictures: $(STAMP)

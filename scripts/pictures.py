@@ -26,14 +26,15 @@ def _local_only(page) -> None:
 
 
 def headline_page(run_dir: Path, folder: Path) -> Path:
-    """An HTML page with the headline figure, beside a copy of the run's plotly.js."""
+    """An HTML page with the headline figure (the primary comparisons, as notebook 08 draws them), beside a
+    copy of the run's plotly.js."""
     import pandas as pd
     import plotly.io as pio
 
     from mtkd.report import figures
     from mtkd.report.pages import ensure_plotly_js
     comp = pd.read_csv(run_dir / "comparisons.csv")
-    fig = figures.advantage_bars(comp[comp["comparison"] == "best multi vs best single"])
+    fig = figures.advantage_bars(comp[comp["family"] == "primary"], title=figures.PRIMARY_TITLE)
     fig.update_layout(width=900, height=480)
     ensure_plotly_js(folder)
     page = folder / "headline.html"

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a parameter (dotted key, YAML value), e.g. --set student.epochs=1")
     r.add_argument("--out", help="the run folder (default outputs/<run_name>)")
     r.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="recompute a stage: teachers, logits, students, sweep, reports")
+                   help="recompute a stage: teachers, logits, students, confirm, sweep, conditions, reports")
     r.add_argument("--executor", choices=("sequential", "ray", "accelerate"), default="sequential",
                    help="where units of work run: here one by one; on Ray (`pip install mtkd[ray]`); or shared among "
                         "the processes of `accelerate launch --multi_gpu --num_processes N -m mtkd.cli run ...` "
@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", parents=[debug], help="seeds and test examples that would reach a target MDE, "
                         "from a finished run's variance components")
     pl.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
+    dc = sub.add_parser("docs", parents=[debug], help="rewrite the tables of README.md and docs/findings.md from a "
+                        "finished run, keeping the small result files they quote beside them")
+    dc.add_argument("run_dir", help="a finished run folder, e.g. outputs/embedded")
+    dc.add_argument("--keep", default="docs/results/embedded",
+                    help="where the quoted result files are kept (default docs/results/embedded)")
+    dc.add_argument("documents", nargs="*", default=["README.md", "docs/findings.md"],
+                    help="documents with <!-- mtkd:table NAME --> blocks (default README.md docs/findings.md)")
     pl.add_argument("--mde", type=float, default=1.5, help="target minimum detectable effect in pp (default 1.5)")
     return p
 
@@ -126,6 +133,14 @@ def _plan(args) -> int:
     return 0
 
 
+def _docs(args) -> int:
+    from mtkd.report.documents import write
+    changed = write(args.documents, args.run_dir, args.keep)
+    print(f"tables rewritten from {args.run_dir} (kept in {args.keep}): "
+          + (", ".join(map(str, changed)) if changed else "no change"))
+    return 0
+
+
 def _params(args) -> int:
     from mtkd.study.config import describe_schema
     print("\n".join(describe_schema()))
@@ -138,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = _parser().parse_args(argv)
     handler = {"run": _run, "data": _data, "models": _models, "params": _params, "summary": _summary,
-               "plan": _plan}[args.command]
+               "plan": _plan, "docs": _docs}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

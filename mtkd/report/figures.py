@@ -290,6 +290,9 @@ def ranking_heatmap(ranking: pd.DataFrame, title: str = "Method ranking per task
     return _finish(fig, title, height=max(350, 32 * len(ranking) + 150))
 
 
+PRIMARY_TITLE = "The primary comparisons on the confirming stage's fresh seeds (pp, with 95 % CI)"
+
+
 def advantage_bars(comparisons: pd.DataFrame,
                    title: str = "Multi-teacher advantage per task: best multi - best single (pp, with CI)") -> go.Figure:
     """Paired differences with confidence intervals, coloured by verdict, with the +-margin band.

@@ -236,8 +236,8 @@ def _plan_words(plan: dict) -> str:
     if not plan["se_pp"] > 0:
         return "planned from no spread at all (identical predictions while choosing): the fewest seeds"
     if plan["capped"]:
-        return f"cap bound: the target needs more seeds (planned MDE {plan['mde_pp']:.2f} pp)"
-    return f"reaches the target (planned MDE {plan['mde_pp']:.2f} pp)"
+        return f"cap bound: the plan needed more seeds (MDE {plan['mde_pp']:.2f} pp planned at the cap)"
+    return f"planned to reach the target (MDE {plan['mde_pp']:.2f} pp planned)"
 
 
 def _share(x) -> str:

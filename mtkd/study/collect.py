@@ -199,7 +199,8 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
             if t is not None and t.get("unplanned"):
                 out["design"] = {"capped": True, "unplanned": True, "in_words": t["unplanned"]}
             elif t is not None and row["comparison"] in t["comparisons"]:
-                out["design"] = {**t["comparisons"][row["comparison"]]["planned"], "capped": t["capped"],
+                out["design"] = {**t["comparisons"][row["comparison"]]["planned"],
+                                 "capped": t["comparisons"][row["comparison"]]["capped"],
                                  "in_words": reached_in_words(t, row["comparison"], st.target_mde_pp,
                                                               st.equivalence_margin)}
             return out
@@ -256,12 +257,13 @@ def results_key(run: Run, stage: str = "students") -> str:
     """What a stage's result files depend on: every unit (its folder name holds its params hash; the
     students' results include the confirming stage's), the teachers and the stats params."""
     from mtkd.study.config import params_hash
+    from mtkd.study.confirm import PLAN_VERSION
     from mtkd.study.pipeline import CODE_VERSION, active_stages
     from mtkd.study.stats import RESULTS_VERSION
     stages = [stage, *(["confirm"] if stage == "students" and "confirm" in active_stages(run) else [])]
     units = [run.unit_dir(u).name for s in stages for u in plan(run, s)]
     teachers = [run.teacher_key(task, t) for task in run.tasks for t in run.teachers]
-    return params_hash(units, teachers, run.params.stats, CODE_VERSION, RESULTS_VERSION)
+    return params_hash(units, teachers, run.params.stats, CODE_VERSION, RESULTS_VERSION, PLAN_VERSION)
 
 
 def write_results(run: Run) -> dict:

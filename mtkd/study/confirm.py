@@ -24,7 +24,7 @@ from mtkd.study.config import params_hash
 from mtkd.study.methods import BASELINE
 
 PLAN_FILE = "confirm_plan.json"
-PLAN_VERSION = 1          # bump when the planning rule changes
+PLAN_VERSION = 2          # bump when the planning rule changes (2: `capped` per comparison)
 ONE_SEED = "one choosing seed: no spread across seeds to plan from, so the cap"
 
 
@@ -65,8 +65,8 @@ def plan_key(run, stage1_units) -> str:
 
 
 def plan_task(components: dict[str, dict], n_seeds: int, n_examples: int, st, families: int) -> dict:
-    """One task's plan: the seeds each primary comparison needs (inf: more than the cap) and the design it
-    gets at the task's count (the largest need, within the bounds)."""
+    """One task's plan: the seeds each primary comparison needs (inf: more than the cap, ``capped``) and the
+    design it gets at the task's count (the largest need, within the bounds)."""
     target = {"target_mde_pp": st.target_mde_pp, "margin": st.equivalence_margin,
               "significance": st.significance, "power": st.power, "family_size": families}
     needs = {c: power.seeds_needed(parts, n_seeds, n_examples, n_examples, least=st.min_confirm_seeds,
@@ -78,7 +78,7 @@ def plan_task(components: dict[str, dict], n_seeds: int, n_examples: int, st, fa
                        for c, parts in components.items()}
     return {"count": count, "capped": any(math.isinf(n) for n in needs.values()),
             "comparisons": {c: {"components": components[c], "seeds_needed": None if math.isinf(needs[c])
-                                else int(needs[c]), "planned": designs[c],
+                                else int(needs[c]), "capped": math.isinf(needs[c]), "planned": designs[c],
                                 "examples_needed_at_cap": None if math.isinf(examples_at_cap[c])
                                 else int(examples_at_cap[c])} for c in components}}
 
@@ -159,6 +159,6 @@ def reached_in_words(plan_task_entry: dict, comparison: str, target_mde_pp: floa
     """What the confirming design of one comparison bought, e.g. "8 fresh seeds (the cap): MDE 2.10 pp, ..."."""
     t = plan_task_entry
     d = t["comparisons"][comparison]["planned"]
-    seeds = f"{len(t['seeds'])} fresh seeds" + (" (the cap)" if t["capped"] else "")
+    seeds = f"{len(t['seeds'])} fresh seeds" + (" (the cap)" if t["comparisons"][comparison]["capped"] else "")
     return (f"{seeds}: MDE {d['mde_pp']:.2f} pp (target {target_mde_pp:g}), power {d['power_at_target']:.0%} at "
             f"{target_mde_pp:g} pp, TOST power {d['tost_power']:.0%} within +-{margin_pp:g} pp")
