@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[test,ray]"   # no setuptools banner about editable installs
 	$(BIN)/python -m ipykernel install --sys-prefix --name mtkd --display-name "mtkd (.venv)" >/dev/null
 	@touch $(STAMP)
 
