@@ -175,7 +175,7 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
     from mtkd.study.analysis import gap_closed, gap_closed_undefined
     from mtkd.study.confirm import reached_in_words
     st = run.params.stats
-    primary_rows = int((comparisons["family"] == "primary").sum())
+    family_rows = comparisons["family"].value_counts()           # Holm's first level is significance / this
     tasks = {}
     for task in run.tasks:
         s = summary[summary.task == task].set_index("method")
@@ -192,9 +192,7 @@ def success_metrics(run: Run, summary: pd.DataFrame, comparisons: pd.DataFrame, 
                     "n_seeds": int(r["n_seeds"])}
 
         def headline(row, versus):
-            family_rows = primary_rows if row["family"] == "primary" else int((comparisons["family"] ==
-                                                                                row["family"]).sum())
-            out = _comparison_entry(row, versus, st, family_rows)
+            out = _comparison_entry(row, versus, st, int(family_rows[row["family"]]))
             t = plan["tasks"][task] if plan is not None and row["family"] == "primary" else None
             if t is not None and t.get("unplanned"):
                 out["design"] = {"capped": True, "unplanned": True, "in_words": t["unplanned"]}
